@@ -1,0 +1,39 @@
+# Two entry points: `make run` serves the cache, `make test` runs everything CI runs.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null)
+VENV := .venv
+DEBIAN_TEST_PACKAGES := docker-registry skopeo
+
+.PHONY: run test lint typecheck unit deps debian-deps clean
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null || python3 -m pip install --quiet 'uv>=0.5,<1'
+	uv sync --locked --quiet
+	@touch $@
+
+deps: $(VENV)/.synced
+
+run: deps
+	$(VENV)/bin/pullthrough serve
+
+debian-deps:
+	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+lint: deps
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+test: deps debian-deps lint typecheck
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,92 @@
+"""Every request: a request id, a header size limit, OCI error bodies, one JSON log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from pullthrough.errors import HeadersTooLarge, RegistryError
+
+log = logging.getLogger("pullthrough.access")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+API_VERSION_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def error_response(error: RegistryError, request_id: str, *, head: bool = False) -> web.Response:
+    body = json.dumps(error.body()).encode()
+    response = web.Response(
+        status=error.status,
+        body=None if head else body,
+        headers={**API_VERSION_HEADERS, **error.headers, REQUEST_ID_HEADER: request_id},
+        content_type="application/json",
+    )
+    if head:
+        response.content_length = len(body)
+    return response
+
+
+def request_id_of(request: web.Request) -> str:
+    return str(request.get("request_id", ""))
+
+
+def make_middleware(max_header_bytes: int) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex[:16]
+        request["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        try:
+            header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+            if header_bytes > max_header_bytes:
+                raise HeadersTooLarge(
+                    f"request headers are {header_bytes} bytes; at most {max_header_bytes} "
+                    "are accepted (max_header_bytes)"
+                )
+            response = await handler(request)
+            response.headers[REQUEST_ID_HEADER] = request_id
+            status = response.status
+            return response
+        except RegistryError as error:
+            status = error.status
+            return error_response(error, request_id, head=request.method == "HEAD")
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except (ConnectionResetError, OSError) as exc:
+            status = 499
+            log.info("client went away: %s", exc, extra={"request_id": request_id})
+            raise
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            internal = RegistryError(
+                f"internal error; quote request id {request_id} when reporting"
+            )
+            return error_response(internal, request_id)
+        finally:
+            log.info(
+                "%s %s %d",
+                request.method,
+                request.raw_path,
+                status,
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.raw_path[:512],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "remote": request.remote,
+                    "cache": request.get("cache"),
+                },
+            )
+
+    return middleware

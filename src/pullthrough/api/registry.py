@@ -1,0 +1,213 @@
+"""The OCI Distribution pull API under /v2/: parse the path, call the cache, render."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.utils import formatdate
+from urllib.parse import quote
+
+from aiohttp import web
+
+from pullthrough.api.middleware import API_VERSION_HEADERS
+from pullthrough.api.ranges import ByteRange, parse_range
+from pullthrough.cache.blobs import FillingBlob
+from pullthrough.cache.fill import BlobFill
+from pullthrough.cache.routing import Route
+from pullthrough.cache.service import PullThroughCache
+from pullthrough.errors import (
+    EndpointUnknown,
+    NameInvalid,
+    PaginationNumberInvalid,
+    RegistryError,
+    RequestInvalid,
+    Unsupported,
+)
+from pullthrough.oci import mediatypes
+from pullthrough.oci.digest import Digest
+from pullthrough.oci.names import validate_name
+
+_ENDPOINTS = (
+    ("blob_upload", re.compile(r"^(?P<name>.+)/blobs/uploads(?:/.*)?$")),
+    ("manifest", re.compile(r"^(?P<name>.+)/manifests/(?P<reference>[^/]+)$")),
+    ("blob", re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$")),
+    ("tags", re.compile(r"^(?P<name>.+)/tags/list$")),
+    ("referrers", re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$")),
+)
+_READ_METHODS = ("GET", "HEAD")
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    kind: str
+    name: str
+    argument: str
+
+
+def parse_endpoint(raw_path: str) -> Endpoint:
+    """Split a raw /v2/ path (`/v2` too); percent-escapes and dot segments are never valid in it."""
+    path = raw_path.split("?", 1)[0]
+    if path == "/v2":
+        path = "/v2/"
+    if not path.startswith("/v2/"):
+        raise RequestInvalid(f"{path[:200]!r} is not a registry API path (they start /v2/)")
+    rest = path[len("/v2/") :]
+    if rest in ("", "_catalog"):
+        return Endpoint(rest or "base", "", "")
+    if "%" in rest or "/../" in f"/{rest}/" or "/./" in f"/{rest}/" or "//" in rest:
+        raise NameInvalid(
+            f"invalid path {path[:200]!r}: repository names have no escapes or dot segments"
+        )
+    for kind, pattern in _ENDPOINTS:
+        match = pattern.fullmatch(rest)
+        if match:
+            groups = match.groupdict()
+            return Endpoint(
+                kind, groups["name"], groups.get("reference") or groups.get("digest") or ""
+            )
+    raise EndpointUnknown(f"no registry endpoint at {path[:200]!r}")
+
+
+def _query_number(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) > MAX_PAGE:
+        raise PaginationNumberInvalid(f"{key}={raw[:40]!r} is not a number from 0 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _link(path: str, n: int | None, last: str) -> str:
+    query = f"last={quote(last)}" if n is None else f"n={n}&last={quote(last)}"
+    return f'<{path}?{query}>; rel="next"'
+
+
+class RegistryApi:
+    def __init__(self, cache: PullThroughCache) -> None:
+        self.cache = cache
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        endpoint = parse_endpoint(request.raw_path)
+        if endpoint.kind == "blob_upload" or request.method not in _READ_METHODS:
+            raise Unsupported(
+                f"{request.method} is not supported: pullthrough is a read-only pull-through "
+                "cache (push to the upstream registry instead)"
+            )
+        if endpoint.kind == "base":
+            return web.json_response({}, headers=API_VERSION_HEADERS)
+        if endpoint.kind == "_catalog":
+            return await self.catalog(request)
+        validate_name(endpoint.name)
+        route = self.cache.router.resolve(endpoint.name, request.query.get("ns"))
+        request["repository"] = route.repository
+        if endpoint.kind == "manifest":
+            return await self.manifest(request, route, endpoint.argument)
+        if endpoint.kind == "blob":
+            return await self.blob(request, route, Digest.parse(endpoint.argument))
+        if endpoint.kind == "tags":
+            return await self.tags(request, route, endpoint.name)
+        return await self.referrers(request, route, Digest.parse(endpoint.argument))
+
+    async def catalog(self, request: web.Request) -> web.Response:
+        n = _query_number(request, "n")
+        last = request.query.get("last")
+        names = await self.cache.metadata.catalog(None if n is None else n + 1, last)
+        headers = dict(API_VERSION_HEADERS)
+        if n is not None and len(names) > n:
+            names = names[:n]
+            headers["Link"] = _link("/v2/_catalog", n, names[-1]) if names else ""
+        return web.json_response({"repositories": names}, headers=headers)
+
+    async def manifest(self, request: web.Request, route: Route, reference: str) -> web.Response:
+        accepted = mediatypes.parse_accept(request.headers.get("Accept"))
+        answer = await self.cache.manifests.get(route, reference, accepted)
+        request["cache"] = answer.cache
+        manifest = answer.manifest
+        headers = {
+            **API_VERSION_HEADERS,
+            "Docker-Content-Digest": manifest.digest,
+            "Content-Type": manifest.media_type,
+            "ETag": f'"{manifest.digest}"',
+            "X-Pullthrough-Cache": answer.cache,
+        }
+        if answer.stale_since is not None:
+            headers["Warning"] = (
+                f'110 pullthrough "Response is stale: upstream unavailable; last checked '
+                f'{formatdate(answer.stale_since, usegmt=True)}"'
+            )
+        response = web.Response(
+            body=None if request.method == "HEAD" else manifest.content, headers=headers
+        )
+        response.content_length = len(manifest.content)
+        return response
+
+    async def blob(self, request: web.Request, route: Route, digest: Digest) -> web.StreamResponse:
+        wanted = parse_range(request.headers.get("Range"))
+        headers = {
+            **API_VERSION_HEADERS,
+            "Docker-Content-Digest": str(digest),
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "max-age=31536000, immutable",
+        }
+        if request.method == "HEAD":
+            size = await self.cache.blobs.head(route, digest)
+            response = web.Response(headers=headers)
+            response.content_length = size
+            return response
+        source = await self.cache.blobs.open(route, digest)
+        if isinstance(source, FillingBlob):
+            request["cache"] = "miss"
+            return await self._stream_fill(request, source.fill, wanted, headers)
+        request["cache"] = "hit"
+        if wanted is not None:
+            wanted.resolve(source.size)  # a 416 gets an OCI body before sendfile starts
+        return web.FileResponse(source.path, headers=headers)
+
+    @staticmethod
+    async def _stream_fill(
+        request: web.Request, fill: BlobFill, wanted: ByteRange | None, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        if fill.size is None and wanted is not None:
+            await fill.wait_done()  # a range of an unknown length needs the whole blob first
+        start, end, status = 0, fill.size, 200
+        if wanted is not None and fill.size is not None:
+            start, end = wanted.resolve(fill.size)
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{fill.size}"
+        response = web.StreamResponse(status=status, headers=headers)
+        if end is not None:
+            response.content_length = end - start
+        await response.prepare(request)
+        try:
+            async for chunk in fill.read(start, end):
+                await response.write(chunk)
+        except RegistryError:
+            # The headers are sent already: a cut connection is the only honest signal left,
+            # and the held-back last byte means the client never has the whole wrong blob.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+    async def tags(self, request: web.Request, route: Route, name: str) -> web.Response:
+        n = _query_number(request, "n")
+        last = request.query.get("last") or None
+        page = await self.cache.listings.tags(route, n, last)
+        headers = dict(API_VERSION_HEADERS)
+        if page.from_cache:
+            headers["X-Pullthrough-Cache"] = "stale"
+        if page.more and page.tags:
+            headers["Link"] = _link(f"/v2/{name}/tags/list", n, page.tags[-1])
+        return web.json_response({"name": name, "tags": page.tags}, headers=headers)
+
+    async def referrers(self, request: web.Request, route: Route, digest: Digest) -> web.Response:
+        artifact_type = request.query.get("artifactType") or None
+        index = await self.cache.listings.referrers(route, digest, artifact_type)
+        headers = {**API_VERSION_HEADERS, "Content-Type": mediatypes.OCI_INDEX}
+        if index.filtered:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        response = web.Response(body=index.content, headers=headers)
+        return response

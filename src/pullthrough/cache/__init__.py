@@ -1,0 +1,1 @@
+"""The pull-through service: routing, freshness, single-flight and verified fills."""

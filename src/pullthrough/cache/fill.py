@@ -1,0 +1,236 @@
+"""A blob fill: one upstream download, hashed as it lands in a spool file, committed only if
+its digest and size match, and readable by any number of clients while it grows.
+
+Readers never see the last byte before the digest is verified, so a client cannot receive a
+complete wrong blob: on a mismatch every reader's stream fails short of the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import Enum
+from pathlib import Path
+
+from pullthrough.errors import (
+    RegistryError,
+    UpstreamInvalid,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from pullthrough.oci.digest import Digest
+from pullthrough.upstream.client import RegistryClient
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 20
+# How often a broken upstream body is resumed with a Range request before the fill gives up.
+RESUME_ATTEMPTS = 5
+
+Commit = Callable[[Path, int], Awaitable[None]]
+
+
+class FillState(Enum):
+    RUNNING = "running"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+class BlobFill:
+    def __init__(
+        self,
+        *,
+        digest: Digest,
+        repository: str,
+        upstream_repository: str,
+        client: RegistryClient,
+        spool_dir: Path,
+        commit: Commit,
+        final_path: Path | None,
+        deadline: float,
+    ) -> None:
+        self.digest = digest
+        self.repository = repository
+        self._upstream_repository = upstream_repository
+        self._client = client
+        self.spool_path = spool_dir / f"{digest.hex[:16]}-{uuid.uuid4().hex}.part"
+        self._commit = commit
+        self._deadline = deadline
+        self.size: int | None = None
+        self.written = 0
+        self.state = FillState.RUNNING
+        self.error: RegistryError | None = None
+        # Where the blob lives once committed, for a reader that opens after the rename.
+        self.committed_path = final_path
+        self._started = asyncio.Event()
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.started_at = time.monotonic()
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"fill {self.digest}")
+        return self.task
+
+    async def wait_started(self) -> None:
+        """Wait until upstream answered with headers; raise the fill's error if it failed first."""
+        await self._started.wait()
+        if self.state is FillState.FAILED:
+            assert self.error is not None
+            raise self.error
+
+    async def wait_done(self) -> None:
+        while self.state is FillState.RUNNING:
+            await self._wait_change()
+        if self.error is not None:
+            raise self.error
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_change(self) -> None:
+        await self._changed.wait()
+
+    async def _run(self) -> None:
+        fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        hasher = self.digest.hasher()
+        try:
+            async with asyncio.timeout(self._deadline):
+                await self._download(fd, hasher)
+            await asyncio.to_thread(os.fsync, fd)
+            self._verify(hasher.hexdigest())
+            await self._commit(self.spool_path, self.written)
+        except RegistryError as exc:
+            self._fail(exc)
+        except TimeoutError:
+            self._fail(
+                UpstreamTimeout(
+                    f"fill of {self.digest} from {self._client.name} did not finish within "
+                    f"{self._deadline:.0f}s (fill_deadline)"
+                )
+            )
+        except asyncio.CancelledError:
+            self._fail(UpstreamUnavailable(f"fill of {self.digest} was cancelled (shutdown)"))
+            raise
+        except Exception as exc:
+            log.exception("fill of %s failed", self.digest)
+            self._fail(UpstreamUnavailable(f"fill of {self.digest} failed: {exc}"))
+        else:
+            self.state = FillState.COMMITTED
+            self._started.set()
+            self._notify()
+        finally:
+            os.close(fd)
+            if self.state is not FillState.COMMITTED:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.spool_path)
+
+    def _fail(self, error: RegistryError) -> None:
+        self.state = FillState.FAILED
+        self.error = error
+        self._started.set()
+        self._notify()
+        log.warning("fill of %s through %s failed: %s", self.digest, self.repository, error.message)
+
+    async def _download(self, fd: int, hasher: hashlib._Hash) -> None:
+        resumes = 0
+        while True:
+            blob = await self._client.open_blob(
+                self._upstream_repository, str(self.digest), offset=self.written
+            )
+            try:
+                if self.size is None:
+                    self.size = blob.total_size
+                skip = self.written - blob.offset  # upstream ignored our Range: drop the repeat
+                self._started.set()
+                self._notify()
+                async for chunk in blob.iter_chunks(READ_CHUNK):
+                    if skip > 0:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                        if not chunk:
+                            continue
+                    await asyncio.to_thread(_write_and_hash, fd, chunk, hasher)
+                    self.written += len(chunk)
+                    if self.size is not None and self.written > self.size:
+                        raise UpstreamInvalid(
+                            f"upstream {self._client.name} sent more than the {self.size} bytes "
+                            f"it announced for {self.digest}"
+                        )
+                    self._notify()
+                return
+            except (UpstreamUnavailable, UpstreamTimeout) as exc:
+                resumes += 1
+                if resumes > RESUME_ATTEMPTS or self.size is None:
+                    raise
+                log.info("resuming %s at byte %d after: %s", self.digest, self.written, exc.message)
+            finally:
+                await blob.close()
+
+    def _verify(self, actual_hex: str) -> None:
+        if self.size is not None and self.written != self.size:
+            raise UpstreamInvalid(
+                f"upstream {self._client.name} sent {self.written} bytes for {self.digest}, "
+                f"not the {self.size} it announced; discarded"
+            )
+        if actual_hex != self.digest.hex:
+            raise UpstreamInvalid(
+                f"upstream {self._client.name} sent bytes for {self.repository}@{self.digest} "
+                f"whose digest is {self.digest.algorithm}:{actual_hex}; discarded, not stored"
+            )
+
+    async def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the blob as they arrive; end None means to the end."""
+        try:
+            fd = await asyncio.to_thread(_open_for_reading, self.spool_path, self.committed_path)
+        except FileNotFoundError:
+            if self.error is not None:
+                raise self.error from None
+            raise
+        try:
+            position = start
+            while end is None or position < end:
+                state = self.state
+                if state is FillState.FAILED:
+                    assert self.error is not None
+                    raise self.error
+                # Hold back the final byte until the digest is verified.
+                available = self.written if state is FillState.COMMITTED else self.written - 1
+                limit = available if end is None else min(available, end)
+                if position < limit:
+                    chunk = await asyncio.to_thread(
+                        os.pread, fd, min(READ_CHUNK, limit - position), position
+                    )
+                    if not chunk:
+                        raise UpstreamUnavailable(f"fill of {self.digest} lost bytes it wrote")
+                    position += len(chunk)
+                    yield chunk
+                elif state is FillState.COMMITTED:
+                    return
+                else:
+                    await self._wait_change()
+        finally:
+            os.close(fd)
+
+
+def _write_and_hash(fd: int, chunk: bytes, hasher: hashlib._Hash) -> None:
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
+    hasher.update(chunk)
+
+
+def _open_for_reading(spool: Path, committed: Path | None) -> int:
+    try:
+        return os.open(spool, os.O_RDONLY)
+    except FileNotFoundError:
+        # The fill committed (renamed the spool) between our check and the open.
+        if committed is None:
+            raise
+        return os.open(committed, os.O_RDONLY)

@@ -1,0 +1,157 @@
+"""Manifests through the cache: by digest immutable, by tag fresh for the rule's `tag_ttl`.
+
+A stale tag is revalidated with a HEAD (Docker Hub does not count HEADs against its rate limit)
+and fetched with GET only when its digest changed. When upstream fails, a cached tag is served
+stale up to the rule's `max_stale`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from pullthrough.cache.negative import NegativeCache
+from pullthrough.cache.routing import Route
+from pullthrough.cache.singleflight import SingleFlight
+from pullthrough.cache.upstreams import Upstreams
+from pullthrough.errors import (
+    ManifestUnknown,
+    NameUnknown,
+    TooManyRequests,
+    UpstreamInvalid,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from pullthrough.metadata.store import MetadataStore, StoredManifest
+from pullthrough.oci import mediatypes
+from pullthrough.oci.digest import Digest
+from pullthrough.oci.manifest import parse_manifest
+from pullthrough.oci.names import validate_tag
+
+log = logging.getLogger(__name__)
+
+# Upstream trouble that a cached copy may paper over; a 404 is an answer, not trouble.
+UPSTREAM_TROUBLE = (UpstreamUnavailable, UpstreamTimeout, TooManyRequests)
+
+CacheStatus = Literal["hit", "miss", "revalidated", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestAnswer:
+    manifest: StoredManifest
+    cache: CacheStatus
+    stale_since: float | None = None
+
+
+class ManifestCache:
+    def __init__(self, metadata: MetadataStore, upstreams: Upstreams) -> None:
+        self._metadata = metadata
+        self._upstreams = upstreams
+        self._flights: SingleFlight[StoredManifest] = SingleFlight()
+        self._revalidations: SingleFlight[ManifestAnswer] = SingleFlight()
+        self._missing = NegativeCache()
+
+    async def get(
+        self, route: Route, reference: str, accepted: frozenset[str] | None
+    ) -> ManifestAnswer:
+        if Digest.is_digest(reference):
+            return await self._by_digest(route, str(Digest.parse(reference)))
+        validate_tag(reference)
+        answer = await self._by_tag(route, reference)
+        if mediatypes.accepts(accepted, answer.manifest.media_type):
+            return answer
+        return await self._for_narrow_accept(route, reference, accepted or frozenset())
+
+    async def _by_digest(self, route: Route, digest: str) -> ManifestAnswer:
+        stored = await self._metadata.manifest_in_repository(route.repository, digest)
+        if stored is not None:
+            return ManifestAnswer(stored, "hit")
+        key = ("digest", route.repository, digest)
+        self._missing.check(key)
+        manifest = await self._flights.run(
+            key, lambda: self._fetch(route, digest, mediatypes.UPSTREAM_ACCEPT, expect=digest)
+        )
+        return ManifestAnswer(manifest, "miss")
+
+    async def _by_tag(self, route: Route, tag: str) -> ManifestAnswer:
+        tagged = await self._metadata.tag(route.repository, tag)
+        if tagged is not None and time.time() - tagged.checked_at < route.rule.tag_ttl:
+            return ManifestAnswer(tagged.manifest, "hit")
+        key = ("tag", route.repository, tag)
+        if tagged is None:
+            self._missing.check(key)
+        return await self._revalidations.run(key, lambda: self._refresh_tag(route, tag))
+
+    async def _refresh_tag(self, route: Route, tag: str) -> ManifestAnswer:
+        tagged = await self._metadata.tag(route.repository, tag)
+        client = self._upstreams.client(route.rule)
+        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
+        try:
+            if tagged is not None:
+                head = await client.head_manifest(
+                    route.upstream_repository, tag, mediatypes.UPSTREAM_ACCEPT
+                )
+                if head.digest == tagged.manifest.digest:
+                    await self._metadata.set_tag(repo_id, tag, head.digest, time.time())
+                    return ManifestAnswer(tagged.manifest, "revalidated")
+            manifest = await self._fetch(route, tag, mediatypes.UPSTREAM_ACCEPT)
+        except UPSTREAM_TROUBLE as exc:
+            if tagged is None or not self._may_serve_stale(route, tagged.checked_at):
+                raise
+            log.warning(
+                "serving stale %s:%s: %s",
+                route.repository,
+                tag,
+                exc.message,
+                extra={"repository": route.repository, "tag": tag},
+            )
+            return ManifestAnswer(tagged.manifest, "stale", stale_since=tagged.checked_at)
+        await self._metadata.set_tag(repo_id, tag, manifest.digest, time.time())
+        return ManifestAnswer(manifest, "miss")
+
+    @staticmethod
+    def _may_serve_stale(route: Route, checked_at: float) -> bool:
+        max_stale = route.rule.max_stale
+        return max_stale is None or time.time() - checked_at <= max_stale
+
+    async def _for_narrow_accept(
+        self, route: Route, tag: str, accepted: frozenset[str]
+    ) -> ManifestAnswer:
+        """A client that does not accept the tag's manifest type gets what upstream offers it."""
+        accept = ", ".join(sorted(accepted))
+        manifest = await self._flights.run(
+            ("narrow", route.repository, tag, accept), lambda: self._fetch(route, tag, accept)
+        )
+        return ManifestAnswer(manifest, "miss")
+
+    async def _fetch(
+        self, route: Route, reference: str, accept: str, expect: str | None = None
+    ) -> StoredManifest:
+        """GET a manifest upstream, verify it, store it; remember a 404 briefly."""
+        client = self._upstreams.client(route.rule)
+        try:
+            fetched = await client.get_manifest(route.upstream_repository, reference, accept)
+        except (ManifestUnknown, NameUnknown) as exc:
+            kind = "digest" if expect else "tag"
+            self._missing.remember(
+                (kind, route.repository, reference), exc, route.rule.negative_ttl
+            )
+            raise
+        actual = str(Digest.of(fetched.content))
+        if expect is not None and actual != expect:
+            raise UpstreamInvalid(
+                f"upstream {route.rule.prefix} ({client.host}) answered {route.upstream_repository}"
+                f"@{expect} with a manifest whose digest is {actual}; not cached"
+            )
+        parsed = parse_manifest(fetched.content, fetched.media_type)
+        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
+        await self._metadata.save_manifest(repo_id, actual, fetched.content, parsed)
+        return StoredManifest(
+            digest=actual,
+            media_type=parsed.media_type,
+            content=fetched.content,
+            artifact_type=parsed.artifact_type,
+            subject=parsed.subject.digest if parsed.subject else None,
+        )

@@ -1,0 +1,74 @@
+"""The pull-through cache as one object: what the HTTP layer calls, wired in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from pullthrough import USER_AGENT
+from pullthrough.cache.blobs import BlobCache
+from pullthrough.cache.listings import Listings
+from pullthrough.cache.manifests import ManifestCache
+from pullthrough.cache.routing import Router
+from pullthrough.cache.upstreams import Upstreams
+from pullthrough.config import Settings
+from pullthrough.metadata.store import MetadataStore
+from pullthrough.storage.driver import BlobDriver
+from pullthrough.storage.filesystem import FilesystemDriver
+from pullthrough.storage.layout import DataLayout
+from pullthrough.upstream.credentials import CredentialSource, EnvCredentialSource
+
+
+def metadata_url(layout: DataLayout) -> str:
+    return f"sqlite+aiosqlite:///{layout.metadata_file}"
+
+
+@dataclass
+class PullThroughCache:
+    settings: Settings
+    router: Router
+    metadata: MetadataStore
+    driver: BlobDriver
+    upstreams: Upstreams
+    manifests: ManifestCache
+    blobs: BlobCache
+    listings: Listings
+
+
+@asynccontextmanager
+async def open_cache(
+    settings: Settings, credentials: CredentialSource | None = None
+) -> AsyncIterator[PullThroughCache]:
+    layout = DataLayout(settings.data_dir.resolve())
+    layout.create()
+    metadata = await MetadataStore.open(metadata_url(layout))
+    driver = FilesystemDriver(layout.blob_root)
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(
+        connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
+    )
+    blobs: BlobCache | None = None
+    try:
+        upstreams = Upstreams(
+            session, settings, settings.rules, credentials or EnvCredentialSource()
+        )
+        manifests = ManifestCache(metadata, upstreams)
+        blobs = BlobCache(metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline)
+        yield PullThroughCache(
+            settings=settings,
+            router=Router(settings.rules),
+            metadata=metadata,
+            driver=driver,
+            upstreams=upstreams,
+            manifests=manifests,
+            blobs=blobs,
+            listings=Listings(metadata, upstreams, manifests),
+        )
+    finally:
+        if blobs is not None:
+            await blobs.close()
+        await session.close()
+        await metadata.close()

@@ -1,0 +1,54 @@
+"""The `pullthrough` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pullthrough import __version__
+from pullthrough.config import ConfigError, load_settings
+
+app = typer.Typer(
+    help="pullthrough: a self-hosted pull-through cache for container images.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML configuration file (or PULLTHROUGH_CONFIG)."),
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="host:port to listen on (overrides the file).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes sharing the port (default: CPU cores).")
+    ] = None,
+) -> None:
+    """Serve the cache: embedded defaults, overridden by --config and PULLTHROUGH_* variables."""
+    from pullthrough.server import serve as run_server
+
+    try:
+        settings = load_settings(config)
+        overrides = {k: v for k, v in (("listen", listen), ("workers", workers)) if v is not None}
+        if overrides:
+            settings = type(settings).model_validate({**settings.model_dump(), **overrides})
+        run_server(settings)
+    except ConfigError as exc:
+        typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,255 @@
+"""Typed settings, parsed once and frozen: embedded defaults, then a YAML file, then PULLTHROUGH_*.
+
+A bad value fails at start with the key and the place it came from named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from pullthrough.errors import NameInvalid
+from pullthrough.oci.names import validate_name
+
+ENV_PREFIX = "PULLTHROUGH_"
+# PULLTHROUGH_CONFIG names the file; PULLTHROUGH_SECRET_* are credentials, not settings.
+_ENV_NOT_SETTINGS = ("PULLTHROUGH_CONFIG", "PULLTHROUGH_SECRET_")
+DOCKER_HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the key and its source named in the message."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `30`, `30s`, `5m`, `7d`, `1.5h`; bare numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 5m, 2h, 7d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    match = _DURATION.fullmatch(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration (like 30s, 5m, 2h, 7d)")
+    number, unit = match.groups()
+    return float(number) * _UNITS[unit]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _valid_name(value: str) -> str:
+    try:
+        return validate_name(value)
+    except NameInvalid as exc:
+        raise ValueError(exc.message) from None
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc.rsplit("@", 1)[-1].lower()
+
+
+class RuleConfig(BaseModel):
+    """One upstream rule: requests under `prefix` are fetched from `upstream`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str
+    upstream: str
+    default: bool = False
+    credential: str | None = None
+    mirror_of: tuple[str, ...] | None = None
+    tag_ttl: Duration = 300.0
+    max_stale: Duration | None = None
+    negative_ttl: Duration = 30.0
+    upstream_namespace: str | None = None
+    # Docker Hub keeps official images under library/: `nginx` there means `library/nginx`.
+    implicit_namespace: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return _valid_name(value)
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError(f"{value!r}: give the registry's base URL, without a path")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("upstream_namespace", "implicit_namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_name(value)
+
+    @property
+    def upstream_host(self) -> str:
+        return _host_of(self.upstream)
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return self.upstream_host in DOCKER_HUB_HOSTS
+
+    @property
+    def mirror_hosts(self) -> tuple[str, ...]:
+        """Hosts this rule answers for in containerd's `?ns=` mirror mode."""
+        if self.mirror_of is not None:
+            return tuple(h.lower() for h in self.mirror_of)
+        if self.is_docker_hub:
+            return DOCKER_HUB_HOSTS
+        return (self.upstream_host,)
+
+    @property
+    def library_namespace(self) -> str | None:
+        if self.implicit_namespace is not None:
+            return self.implicit_namespace
+        return "library" if self.is_docker_hub else None
+
+
+def _default_rules() -> tuple[RuleConfig, ...]:
+    return (
+        RuleConfig(prefix="docker-hub", upstream="https://registry-1.docker.io", default=True),
+        RuleConfig(prefix="ghcr", upstream="https://ghcr.io"),
+        RuleConfig(prefix="quay", upstream="https://quay.io"),
+        RuleConfig(prefix="ecr-public", upstream="https://public.ecr.aws"),
+        RuleConfig(prefix="k8s", upstream="https://registry.k8s.io"),
+        RuleConfig(prefix="gitlab", upstream="https://registry.gitlab.com"),
+    )
+
+
+class Settings(BaseModel):
+    """Everything `pullthrough serve` is configured with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listen: str = "127.0.0.1:5000"
+    data_dir: Path = Path("./data")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    rules: tuple[RuleConfig, ...] = Field(default_factory=_default_rules)
+    log_level: str = "info"
+    upstream_connect_timeout: Duration = 10.0
+    upstream_read_timeout: Duration = 60.0
+    upstream_retries: int = Field(default=3, ge=1, le=10)
+    # A fill carries on after its client leaves, but not forever.
+    fill_deadline: Duration = 3600.0
+    max_header_bytes: int = Field(default=8192, ge=1024, le=65536)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("log_level is one of debug, info, warning, error")
+        return value.lower()
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, rules: tuple[RuleConfig, ...]) -> tuple[RuleConfig, ...]:
+        prefixes = [r.prefix for r in rules]
+        duplicates = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if duplicates:
+            raise ValueError(f"prefix {duplicates[0]!r} is used by more than one rule")
+        defaults = [r.prefix for r in rules if r.default]
+        if len(defaults) > 1:
+            raise ValueError(f"only one rule may be the default; {defaults} all say default: true")
+        return rules
+
+    @property
+    def listen_host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen {value!r} is not host:port")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    known = set(Settings.model_fields)
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(_ENV_NOT_SETTINGS):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in known:
+            raise ConfigError(f"environment variable {name}: unknown setting {key!r}")
+        try:
+            overrides[key] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment variable {name}: not valid YAML: {exc}") from None
+    return overrides
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Embedded defaults, overridden by the YAML file, overridden by PULLTHROUGH_* variables."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get("PULLTHROUGH_CONFIG"):
+        config_file = environ["PULLTHROUGH_CONFIG"]
+    values: dict[str, Any] = {}
+    source = "embedded defaults"
+    if config_file is not None:
+        path = Path(config_file)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: cannot read the configuration file: {exc.strerror}"
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the configuration must be a mapping of keys to values")
+        values.update(loaded)
+    env_values = _env_overrides(environ)
+    if env_values:
+        source = f"{source} + PULLTHROUGH_* environment"
+    values.update(env_values)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None

@@ -1,0 +1,1 @@
+"""Metadata: what is cached, where it came from, which repository may serve it."""

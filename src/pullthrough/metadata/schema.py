@@ -1,0 +1,90 @@
+"""The SQL schema. Timestamps are UNIX seconds (float) so expiry is plain arithmetic in SQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+repositories = Table(
+    "repositories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # The local name, `<rule prefix>/<upstream repository>`, e.g. docker-hub/library/nginx.
+    Column("name", String(255), nullable=False),
+    Column("rule_prefix", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("name", name="uq_repositories_name"),
+)
+
+manifests = Table(
+    "manifests",
+    metadata,
+    Column("digest", String(150), primary_key=True),
+    Column("media_type", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    # Byte-exact as upstream sent it: clients verify the digest over these bytes.
+    Column("content", LargeBinary, nullable=False),
+    Column("subject", String(150), nullable=True),
+    Column("artifact_type", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_manifests_subject", "subject"),
+)
+
+repository_manifests = Table(
+    "repository_manifests",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
+    Column("digest", String(150), ForeignKey("manifests.digest"), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# What each manifest points at: blobs (config, layers) and, for an index, child manifests.
+manifest_references = Table(
+    "manifest_references",
+    metadata,
+    Column("manifest_digest", String(150), ForeignKey("manifests.digest"), primary_key=True),
+    Column("target_digest", String(150), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "blob" or "manifest"
+    Index("ix_manifest_references_target", "target_digest"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("digest", String(150), ForeignKey("manifests.digest"), nullable=False),
+    # When upstream last confirmed this tag points at `digest`.
+    Column("checked_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(150), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# A repository may serve a blob only when its own manifests reference it or it was fetched
+# through it: blobs are shared on disk, not across names.
+repository_blobs = Table(
+    "repository_blobs",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
+    Column("digest", String(150), primary_key=True),
+)

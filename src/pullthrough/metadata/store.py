@@ -1,0 +1,280 @@
+"""Queries over the metadata schema: the only module that writes SQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Insert
+
+from pullthrough.metadata import schema
+from pullthrough.oci.manifest import ParsedManifest
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    content: bytes
+    artifact_type: str | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedManifest:
+    manifest: StoredManifest
+    checked_at: float
+
+
+def _manifest_from_row(row: Any) -> StoredManifest:
+    return StoredManifest(
+        digest=row.digest,
+        media_type=row.media_type,
+        content=bytes(row.content),
+        artifact_type=row.artifact_type,
+        subject=row.subject,
+    )
+
+
+class MetadataStore:
+    """SQLite by default; PostgreSQL through the same queries."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._repository_ids: dict[str, int] = {}
+
+    @classmethod
+    async def open(cls, url: str) -> MetadataStore:
+        engine = create_async_engine(url)
+        if engine.dialect.name == "sqlite":
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                # WAL lets worker processes read while one writes; the busy timeout makes
+                # concurrent writers wait instead of failing.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.close()
+
+        async with engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    def _insert_ignore(self, table: Table, conn: AsyncConnection) -> Insert:
+        if conn.dialect.name == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    # Repositories
+
+    async def repository_id(self, name: str, rule_prefix: str) -> int:
+        """The id of the local repository `name`, created on first use."""
+        cached = self._repository_ids.get(name)
+        if cached is not None:
+            return cached
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._insert_ignore(schema.repositories, conn).values(
+                    name=name, rule_prefix=rule_prefix, created_at=time.time()
+                )
+            )
+            repo_id: int = (
+                await conn.execute(
+                    select(schema.repositories.c.id).where(schema.repositories.c.name == name)
+                )
+            ).scalar_one()
+        self._repository_ids[name] = repo_id
+        return int(repo_id)
+
+    async def catalog(self, n: int | None, last: str | None) -> list[str]:
+        query = select(schema.repositories.c.name).order_by(schema.repositories.c.name)
+        if last:
+            query = query.where(schema.repositories.c.name > last)
+        if n is not None:
+            query = query.limit(n)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    # Manifests and tags
+
+    async def manifest_in_repository(self, repository: str, digest: str) -> StoredManifest | None:
+        m, rm, r = schema.manifests, schema.repository_manifests, schema.repositories
+        query = (
+            select(m)
+            .join(rm, rm.c.digest == m.c.digest)
+            .join(r, r.c.id == rm.c.repository_id)
+            .where(r.c.name == repository, m.c.digest == digest)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _manifest_from_row(row) if row else None
+
+    async def manifest(self, digest: str) -> StoredManifest | None:
+        query = select(schema.manifests).where(schema.manifests.c.digest == digest)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _manifest_from_row(row) if row else None
+
+    async def tag(self, repository: str, tag: str) -> TaggedManifest | None:
+        m, t, r = schema.manifests, schema.tags, schema.repositories
+        query = (
+            select(m, t.c.checked_at)
+            .join(t, t.c.digest == m.c.digest)
+            .join(r, r.c.id == t.c.repository_id)
+            .where(r.c.name == repository, t.c.name == tag)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return TaggedManifest(_manifest_from_row(row), row.checked_at) if row else None
+
+    async def save_manifest(
+        self, repository_id: int, digest: str, content: bytes, parsed: ParsedManifest
+    ) -> None:
+        """Record a verified manifest, what it references, and that `repository_id` holds it."""
+        now = time.time()
+        references = [
+            {"manifest_digest": digest, "target_digest": d.digest, "kind": "blob"}
+            for d in parsed.blobs
+        ]
+        references += [
+            {"manifest_digest": digest, "target_digest": d.digest, "kind": "manifest"}
+            for d in parsed.children
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._insert_ignore(schema.manifests, conn).values(
+                    digest=digest,
+                    media_type=parsed.media_type,
+                    size=len(content),
+                    content=content,
+                    subject=parsed.subject.digest if parsed.subject else None,
+                    artifact_type=parsed.artifact_type,
+                    created_at=now,
+                )
+            )
+            await conn.execute(
+                self._insert_ignore(schema.repository_manifests, conn).values(
+                    repository_id=repository_id, digest=digest, created_at=now
+                )
+            )
+            if references:
+                await conn.execute(
+                    self._insert_ignore(schema.manifest_references, conn), references
+                )
+            await self._link_blobs(conn, repository_id, (d.digest for d in parsed.blobs))
+
+    async def set_tag(self, repository_id: int, tag: str, digest: str, checked_at: float) -> None:
+        values = {
+            "repository_id": repository_id,
+            "name": tag,
+            "digest": digest,
+            "checked_at": checked_at,
+            "created_at": checked_at,
+        }
+        async with self.engine.begin() as conn:
+            table = schema.tags
+            stmt: Any
+            if conn.dialect.name == "postgresql":
+                stmt = postgresql.insert(table).values(**values)
+            else:
+                stmt = sqlite.insert(table).values(**values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.repository_id, table.c.name],
+                set_={"digest": digest, "checked_at": checked_at},
+            )
+            await conn.execute(stmt)
+
+    async def list_tags(self, repository: str, n: int | None, last: str | None) -> list[str]:
+        t, r = schema.tags, schema.repositories
+        query = select(t.c.name).join(r, r.c.id == t.c.repository_id).where(r.c.name == repository)
+        if last:
+            query = query.where(t.c.name > last)
+        query = query.order_by(t.c.name)
+        if n is not None:
+            query = query.limit(n)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def referrers(self, repository: str, subject: str) -> list[StoredManifest]:
+        m, rm, r = schema.manifests, schema.repository_manifests, schema.repositories
+        query = (
+            select(m)
+            .join(rm, rm.c.digest == m.c.digest)
+            .join(r, r.c.id == rm.c.repository_id)
+            .where(r.c.name == repository, m.c.subject == subject)
+            .order_by(m.c.digest)
+        )
+        async with self.engine.connect() as conn:
+            return [_manifest_from_row(row) for row in await conn.execute(query)]
+
+    async def repository_has_manifest(self, repository: str) -> bool:
+        r = schema.repositories
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(r.c.id).where(r.c.name == repository))).first()
+        return row is not None
+
+    # Blobs
+
+    async def _link_blobs(
+        self, conn: AsyncConnection, repository_id: int, digests: Iterable[str]
+    ) -> None:
+        rows = [{"repository_id": repository_id, "digest": d} for d in dict.fromkeys(digests)]
+        if rows:
+            await conn.execute(self._insert_ignore(schema.repository_blobs, conn), rows)
+
+    async def link_blob(self, repository_id: int, digest: str) -> None:
+        async with self.engine.begin() as conn:
+            await self._link_blobs(conn, repository_id, [digest])
+
+    async def save_blob(self, digest: str, size: int, repository_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._insert_ignore(schema.blobs, conn).values(
+                    digest=digest, size=size, created_at=time.time()
+                )
+            )
+            await self._link_blobs(conn, repository_id, [digest])
+
+    async def blob_for_repository(self, repository: str, digest: str) -> tuple[int | None, bool]:
+        """(size if the blob is stored, whether `repository` may serve it)."""
+        b, rb, r = schema.blobs, schema.repository_blobs, schema.repositories
+        linked = (
+            select(func.count())
+            .select_from(rb.join(r, r.c.id == rb.c.repository_id))
+            .where(r.c.name == repository, rb.c.digest == digest)
+            .scalar_subquery()
+        )
+        query = select(b.c.size, linked.label("linked")).where(b.c.digest == digest)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+            if row is None:
+                linked_only: int = (await conn.execute(select(linked))).scalar_one()
+                return None, bool(linked_only)
+        return int(row.size), bool(row.linked)
+
+    async def stored_blobs(self) -> list[tuple[str, int]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(schema.blobs.c.digest, schema.blobs.c.size))
+            return [(row.digest, int(row.size)) for row in rows]
+
+    async def forget_blobs(self, digests: Iterable[str]) -> None:
+        chosen = list(digests)
+        if not chosen:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(schema.blobs.delete().where(schema.blobs.c.digest.in_(chosen)))

@@ -1,0 +1,1 @@
+"""OCI primitives: digests, names and references, media types, manifest parsing."""

@@ -1,0 +1,157 @@
+"""Running `pullthrough serve`: recover the data directory, then serve on N worker processes.
+
+Workers share one port with SO_REUSEPORT, each with its own event loop. Recovery runs once, in
+the parent, before any worker starts: leftover spool files go, and blob rows whose file is gone
+are dropped, so nothing half-written is ever visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from aiohttp import web
+
+from pullthrough.api.app import build_app
+from pullthrough.cache.service import metadata_url
+from pullthrough.config import ConfigError, Settings
+from pullthrough.logs import configure_logging
+from pullthrough.metadata.store import MetadataStore
+from pullthrough.storage.filesystem import FilesystemDriver
+from pullthrough.storage.layout import DataLayout, blob_key
+from pullthrough.upstream.credentials import EnvCredentialSource
+
+log = logging.getLogger(__name__)
+
+# Headers may be longer than aiohttp's default line limit; the middleware enforces our own
+# limit with an OCI error instead of aiohttp's plain-text 400.
+_PARSER_LIMIT = 65536
+
+
+def check_credentials(settings: Settings) -> None:
+    source = EnvCredentialSource()
+    for rule in settings.rules:
+        if rule.credential and source.lookup(rule.credential) is None:
+            user_var, password_var = EnvCredentialSource.variable_names(rule.credential)
+            raise ConfigError(
+                f"rules[{rule.prefix}].credential: secret {rule.credential!r} is not set; "
+                f"export {user_var} and {password_var}"
+            )
+
+
+async def recover(settings: Settings) -> tuple[int, int]:
+    """Remove leftover spool files and forget blobs whose file is gone: (removed, forgotten)."""
+    layout = DataLayout(settings.data_dir.resolve())
+    layout.create()
+    removed = 0
+    for leftover in layout.temp_dir.iterdir():
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed += 1
+    metadata = await MetadataStore.open(metadata_url(layout))
+    try:
+        driver = FilesystemDriver(layout.blob_root)
+        missing = []
+        for digest, size in await metadata.stored_blobs():
+            algorithm, _, hex_digest = digest.partition(":")
+            if await driver.size(blob_key(algorithm, hex_digest)) != size:
+                missing.append(digest)
+        await metadata.forget_blobs(missing)
+    finally:
+        await metadata.close()
+    if removed or missing:
+        log.warning(
+            "recovered data directory: removed %d leftover spool files, forgot %d blobs whose "
+            "file was missing",
+            removed,
+            len(missing),
+        )
+    return removed, len(missing)
+
+
+def _bind(settings: Settings) -> socket.socket:
+    host, port = settings.listen_host, settings.listen_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def run_worker(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    app = build_app(settings)
+    sock = _bind(settings)
+    web.run_app(
+        app,
+        sock=sock,
+        access_log=None,
+        print=None,
+        max_field_size=_PARSER_LIMIT,
+        max_line_size=_PARSER_LIMIT,
+        shutdown_timeout=10,
+    )
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    check_credentials(settings)
+    asyncio.run(recover(settings))
+    log.info(
+        "serving on %s with %d worker(s), data in %s",
+        settings.listen,
+        settings.workers,
+        settings.data_dir.resolve(),
+        extra={"rules": [r.prefix for r in settings.rules]},
+    )
+    if settings.workers == 1:
+        run_worker(settings)
+        return
+    _supervise(settings)
+
+
+def _supervise(settings: Settings) -> None:
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> BaseProcess:
+        process = context.Process(target=run_worker, args=(settings,), daemon=False)
+        process.start()
+        return process
+
+    workers = [start() for _ in range(settings.workers)]
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in workers:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM if signum != signal.SIGINT else signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for i, process in enumerate(workers):
+            if not process.is_alive() and not stopping:
+                log.error(
+                    "worker %d exited with %s; starting another", process.pid, process.exitcode
+                )
+                workers[i] = start()
+        time.sleep(0.5)
+    for process in workers:
+        process.join(timeout=15)
+        if process.is_alive():
+            process.kill()

@@ -1,0 +1,1 @@
+"""Blob storage: drivers that know paths and bytes, never OCI."""

@@ -1,0 +1,1 @@
+"""pullthrough's test suite."""

@@ -1,0 +1,191 @@
+"""BlobFill with a fake upstream at the client seam: verify, commit, resume, fail every reader."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from pullthrough.cache.fill import BlobFill, FillState
+from pullthrough.errors import BlobUnknown, UpstreamInvalid, UpstreamUnavailable
+from pullthrough.oci.digest import Digest
+from pullthrough.upstream.client import RegistryClient
+
+CONTENT = bytes(range(256)) * 4096  # 1 MiB
+
+
+class FakeBody:
+    def __init__(
+        self,
+        data: bytes,
+        offset: int,
+        total: int,
+        fail_after: int | None,
+        gate: asyncio.Event | None,
+    ) -> None:
+        self.status = 206 if offset else 200
+        self.offset = offset
+        self.total_size = total
+        self._data = data
+        self._fail_after = fail_after
+        self._gate = gate
+
+    async def iter_chunks(self, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        sent = 0
+        for start in range(0, len(self._data), 65536):
+            if self._fail_after is not None and sent >= self._fail_after:
+                raise UpstreamUnavailable("connection reset by upstream test")
+            if self._gate is not None and start > 0:
+                await self._gate.wait()
+            chunk = self._data[start : start + 65536]
+            sent += len(chunk)
+            yield chunk
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeClient:
+    name = "fake"
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        fail_first_after: int | None = None,
+        ignore_range: bool = False,
+        gate: asyncio.Event | None = None,
+        missing: bool = False,
+    ) -> None:
+        self.data = data
+        self.opens: list[int] = []
+        self._fail_first_after = fail_first_after
+        self._ignore_range = ignore_range
+        self._gate = gate
+        self._missing = missing
+
+    async def open_blob(self, repo: str, digest: str, offset: int = 0) -> FakeBody:
+        self.opens.append(offset)
+        if self._missing:
+            raise BlobUnknown(f"blob {digest} not found upstream")
+        fail = self._fail_first_after if len(self.opens) == 1 else None
+        if self._ignore_range:
+            offset = 0
+        return FakeBody(self.data[offset:], offset, len(self.data), fail, self._gate)
+
+
+class Committed:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.calls: list[int] = []
+
+    async def __call__(self, spool: Path, size: int) -> None:
+        self.calls.append(size)
+        spool.rename(self.target)
+
+
+def make_fill(tmp_path: Path, client: FakeClient, digest: Digest) -> tuple[BlobFill, Committed]:
+    commit = Committed(tmp_path / "final")
+    fill = BlobFill(
+        digest=digest,
+        repository="r/x",
+        upstream_repository="x",
+        client=cast(RegistryClient, client),
+        spool_dir=tmp_path,
+        commit=commit,
+        final_path=tmp_path / "final",
+        deadline=30,
+    )
+    return fill, commit
+
+
+async def read_all(fill: BlobFill, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in fill.read(start, end)])
+
+
+async def test_fill_commits_verified_bytes_and_every_reader_gets_them(tmp_path: Path) -> None:
+    fill, commit = make_fill(tmp_path, FakeClient(CONTENT), Digest.of(CONTENT))
+    fill.start()
+    await fill.wait_started()
+    results = await asyncio.gather(*(read_all(fill) for _ in range(5)), read_all(fill, 10, 20))
+    assert all(r == CONTENT for r in results[:5])
+    assert results[5] == CONTENT[10:20]
+    await fill.wait_done()
+    assert fill.state is FillState.COMMITTED
+    assert commit.calls == [len(CONTENT)]
+    assert (tmp_path / "final").read_bytes() == CONTENT
+    assert not list(tmp_path.glob("*.part"))
+
+
+async def test_readers_never_get_the_last_byte_before_verification(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    client = FakeClient(CONTENT, gate=gate)
+    fill, _ = make_fill(tmp_path, client, Digest.of(CONTENT))
+    fill.start()
+    await fill.wait_started()
+    received = bytearray()
+
+    async def reader() -> None:
+        async for chunk in fill.read(0, None):
+            received.extend(chunk)
+
+    task = asyncio.create_task(reader())
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if len(received) == 65535:
+            break
+    # One upstream chunk arrived; the reader streams it, less the held-back final byte.
+    assert len(received) == 65535
+    gate.set()
+    await task
+    assert bytes(received) == CONTENT
+
+
+async def test_wrong_bytes_fail_every_reader_and_store_nothing(tmp_path: Path) -> None:
+    wrong = bytearray(CONTENT)
+    wrong[-1] ^= 0xFF
+    fill, commit = make_fill(tmp_path, FakeClient(bytes(wrong)), Digest.of(CONTENT))
+    fill.start()
+    await fill.wait_started()
+    received = bytearray()
+    with pytest.raises(UpstreamInvalid, match="digest"):
+        async for chunk in fill.read(0, None):
+            received.extend(chunk)
+    assert len(received) < len(CONTENT)
+    with pytest.raises(UpstreamInvalid):
+        await fill.wait_done()
+    assert commit.calls == []
+    assert not list(tmp_path.iterdir())
+
+
+async def test_broken_body_resumes_with_range(tmp_path: Path) -> None:
+    client = FakeClient(CONTENT, fail_first_after=300_000)
+    fill, commit = make_fill(tmp_path, client, Digest.of(CONTENT))
+    fill.start()
+    await fill.wait_started()
+    assert await read_all(fill) == CONTENT
+    await fill.wait_done()
+    assert client.opens[0] == 0
+    assert client.opens[1] > 0
+    assert commit.calls == [len(CONTENT)]
+
+
+async def test_upstream_ignoring_range_is_skipped_forward(tmp_path: Path) -> None:
+    client = FakeClient(CONTENT, fail_first_after=300_000, ignore_range=True)
+    fill, _ = make_fill(tmp_path, client, Digest.of(CONTENT))
+    fill.start()
+    await fill.wait_done()
+    assert (tmp_path / "final").read_bytes() == CONTENT
+    assert hashlib.sha256((tmp_path / "final").read_bytes()).hexdigest() == fill.digest.hex
+
+
+async def test_missing_upstream_blob_fails_before_headers(tmp_path: Path) -> None:
+    fill, _ = make_fill(tmp_path, FakeClient(CONTENT, missing=True), Digest.of(CONTENT))
+    fill.start()
+    with pytest.raises(BlobUnknown):
+        await fill.wait_started()
+    assert not list(tmp_path.iterdir())
