@@ -1,0 +1,24 @@
+"""The upstream registry client: auth challenges, token cache, redirects, retries, rate limits."""
+
+from pullthrough.upstream.blob import UpstreamBlob
+from pullthrough.upstream.client import ManifestHead, RegistryClient, UpstreamManifest
+from pullthrough.upstream.credentials import Credential, CredentialSource, EnvCredentialSource
+from pullthrough.upstream.faults import UpstreamTooManyRequests
+from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
+from pullthrough.upstream.ratelimit import RateLimitState
+from pullthrough.upstream.tokens import TokenCache
+
+__all__ = [
+    "Credential",
+    "CredentialSource",
+    "EnvCredentialSource",
+    "ManifestHead",
+    "RateLimitState",
+    "RegistryClient",
+    "RetryPolicy",
+    "TokenCache",
+    "UpstreamBlob",
+    "UpstreamManifest",
+    "UpstreamTimeouts",
+    "UpstreamTooManyRequests",
+]

@@ -1,0 +1,202 @@
+"""Answering an upstream's authentication challenges: anonymous, Basic, and Docker token auth.
+
+One `UpstreamAuth` per upstream remembers what the upstream asked for last time (Basic, or
+Bearer tokens from a realm), so later requests authenticate up front instead of collecting a
+401 first.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import aiohttp
+from yarl import URL
+
+from pullthrough.errors import Denied, UpstreamInvalid, UpstreamUnavailable
+from pullthrough.upstream.challenge import Challenge
+from pullthrough.upstream.credentials import Credential
+from pullthrough.upstream.faults import (
+    ERROR_BODY_LIMIT,
+    UpstreamName,
+    read_at_most,
+    status_error,
+    translate_exception,
+)
+from pullthrough.upstream.policy import UpstreamTimeouts
+from pullthrough.upstream.tokens import Token, TokenCache, TokenKey
+
+logger = logging.getLogger(__name__)
+
+# Token answers are a few KiB; anything far larger is not a token.
+TOKEN_BODY_LIMIT = 1024 * 1024
+
+
+def default_scope(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+class UpstreamAuth:
+    """The `Authorization` header for requests to one upstream, and how to get a better one."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        upstream: UpstreamName,
+        origin: URL,
+        *,
+        credential: Credential | None,
+        tokens: TokenCache,
+        timeouts: UpstreamTimeouts,
+        user_agent: str,
+    ) -> None:
+        self._session = session
+        self._upstream = upstream
+        self._origin = origin
+        self._credential = credential
+        self._tokens = tokens
+        self._timeouts = timeouts
+        self._user_agent = user_agent
+        self._basic_header = _basic(credential) if credential is not None else None
+        self._uses_basic = False
+        self._bearer: Challenge | None = None  # the last Bearer challenge: realm and service
+        self._scopes: dict[str, str] = {}  # repo -> scope the upstream asked for, if not default
+
+    async def authorization(self, repo: str) -> str | None:
+        """The header to send up front: Basic or a (cached or fetched) token once the upstream has
+        shown which it wants; None (anonymous) until then."""
+        if self._uses_basic:
+            return self._basic_header
+        if self._bearer is None:
+            return None
+        return await self._bearer_header(self._bearer, self._scope(repo))
+
+    def refused(self, repo: str, authorization: str | None) -> None:
+        """The upstream answered 401 to `authorization`: never send that token again."""
+        if authorization is not None and authorization.startswith("Bearer "):
+            key = self._key(self._scope(repo))
+            self._tokens.drop(key, authorization.removeprefix("Bearer "))
+
+    async def answer(self, challenges: list[Challenge], repo: str) -> str | None:
+        """The header that answers the upstream's challenges for `repo`, or None when there is
+        nothing to answer with (no usable challenge, or Basic without a credential)."""
+        bearer = next((c for c in challenges if c.scheme == "bearer" and c.param("realm")), None)
+        if bearer is not None:
+            self._bearer = bearer
+            scope = bearer.param("scope") or default_scope(repo)
+            if scope != default_scope(repo):
+                self._scopes[repo] = scope
+            return await self._bearer_header(bearer, scope)
+        if any(c.scheme == "basic" for c in challenges) and self._basic_header is not None:
+            self._uses_basic = True
+            return self._basic_header
+        return None
+
+    def _scope(self, repo: str) -> str:
+        return self._scopes.get(repo) or default_scope(repo)
+
+    def _key(self, scope: str) -> TokenKey:
+        account = self._credential.username if self._credential is not None else ""
+        return TokenKey(self._upstream.host, scope, account)
+
+    async def _bearer_header(self, challenge: Challenge, scope: str) -> str:
+        token = await self._tokens.get(
+            self._key(scope), lambda: self._fetch_token(challenge, scope)
+        )
+        return f"Bearer {token}"
+
+    async def _fetch_token(self, challenge: Challenge, scope: str) -> Token:
+        realm = URL(challenge.param("realm") or "")
+        if not realm.absolute or realm.scheme not in ("http", "https"):
+            raise UpstreamInvalid(
+                f"{self._upstream} sent a token realm that is not an http(s) URL: {realm}"
+            )
+        query: list[tuple[str, str]] = list(realm.query.items())
+        service = challenge.param("service")
+        if service:
+            query.append(("service", service))
+        # Several scopes arrive space-separated; token services take one `scope` each.
+        query.extend(("scope", part) for part in scope.split())
+        url = realm.with_query(query)
+        headers = {"User-Agent": self._user_agent}
+        # Credentials go to an https realm (Docker Hub's is auth.docker.io) or the upstream itself,
+        # never in clear text to some other host.
+        if self._basic_header is not None and (
+            realm.scheme == "https" or realm.origin() == self._origin
+        ):
+            headers["Authorization"] = self._basic_header
+        doing = f"fetching a token for {scope} from {realm.host}"
+        timeout = aiohttp.ClientTimeout(
+            total=self._timeouts.total_manifest,
+            sock_connect=self._timeouts.connect,
+            sock_read=self._timeouts.read,
+        )
+        logger.debug("%s: %s", self._upstream, doing)
+        try:
+            async with self._session.get(
+                url,
+                headers=headers,
+                timeout=timeout,
+                max_redirects=5,
+                raise_for_status=False,
+            ) as response:
+                if response.status != 200:
+                    body = await read_at_most(response, ERROR_BODY_LIMIT)
+                    raise self._refusal(response, body, scope, realm)
+                body = await read_at_most(response, TOKEN_BODY_LIMIT)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            translated = translate_exception(
+                exc, self._upstream, doing, self._timeouts, total=self._timeouts.total_manifest
+            )
+            raise translated from exc
+        token = Token.from_response(_json(body)) if len(body) <= TOKEN_BODY_LIMIT else None
+        if token is None:
+            raise UpstreamInvalid(
+                f"{self._upstream}: token service {realm.host} answered without a token"
+            )
+        return token
+
+    def _refusal(
+        self, response: aiohttp.ClientResponse, body: bytes, scope: str, realm: URL
+    ) -> Exception:
+        status = response.status
+        if status in (401, 403):
+            who = (
+                f"the rule credential (user {self._credential.username!r})"
+                if self._credential is not None
+                else "anonymous access"
+            )
+            return Denied(
+                f"{self._upstream}: token service {realm.host} refused {who} "
+                f"for {scope} ({status}); check the rule's credential",
+                detail={"upstream": self._upstream.name, "status": status},
+            )
+        if status == 429 or status >= 500:
+            return status_error(
+                status,
+                response.headers,
+                body,
+                upstream=self._upstream,
+                what=f"a token for {scope} from {realm.host}",
+                repo=scope,
+                missing=UpstreamUnavailable,
+                credential=self._credential,
+            )
+        return UpstreamUnavailable(
+            f"{self._upstream}: token service {realm.host} answered {status} for {scope}",
+            detail={"upstream": self._upstream.name, "status": status},
+        )
+
+
+def _basic(credential: Credential) -> str:
+    # UTF-8, as registries written in Go decode it (aiohttp's BasicAuth assumes latin-1).
+    pair = f"{credential.username}:{credential.password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

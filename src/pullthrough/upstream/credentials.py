@@ -1,0 +1,55 @@
+"""Upstream credentials: a username/password pair, and where rules look them up by secret name."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+_NON_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+_ENV_PREFIX = "PULLTHROUGH_SECRET_"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A username and password for an upstream registry; the password never appears in a repr."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+class CredentialSource(Protocol):
+    """Resolves a rule's secret name (e.g. `pullthrough/docker-hub`) to a credential."""
+
+    def lookup(self, name: str) -> Credential | None: ...
+
+
+class EnvCredentialSource:
+    """Credentials from environment variables, until the encrypted secret store lands.
+
+    Secret `pullthrough/docker-hub` is read from
+    `PULLTHROUGH_SECRET_PULLTHROUGH_DOCKER_HUB_USERNAME` and `..._PASSWORD` (upper-case, each run
+    of non-alphanumerics becomes `_`); both must be set and non-empty.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        # Read os.environ at lookup time (not copied here) so a test or an operator's reload sees
+        # changes; an explicit mapping is used as given.
+        self._environ = environ
+
+    def lookup(self, name: str) -> Credential | None:
+        environ = os.environ if self._environ is None else self._environ
+        user_var, password_var = self.variable_names(name)
+        username = environ.get(user_var)
+        password = environ.get(password_var)
+        # An empty value counts as unset: a half-configured secret must not send empty Basic auth.
+        if not username or not password:
+            return None
+        return Credential(username, password)
+
+    @staticmethod
+    def variable_names(name: str) -> tuple[str, str]:
+        stem = _NON_ALNUM.sub("_", name).upper()
+        return f"{_ENV_PREFIX}{stem}_USERNAME", f"{_ENV_PREFIX}{stem}_PASSWORD"

@@ -1,0 +1,200 @@
+"""One logical request to an upstream: authentication, redirects, retries, failures.
+
+`UpstreamTransport` sends a request as the upstream's auth asks (answering a 401 once), follows
+redirects by hand so `Authorization` never reaches another host, records rate-limit headers, and
+retries transient failures with backoff. What the responses mean is the registry client's
+business (client.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NoReturn, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from pullthrough.errors import NameUnknown, RegistryError, UpstreamInvalid
+from pullthrough.upstream.auth import UpstreamAuth
+from pullthrough.upstream.challenge import parse_challenges
+from pullthrough.upstream.credentials import Credential
+from pullthrough.upstream.faults import (
+    ERROR_BODY_LIMIT,
+    Transient,
+    UpstreamName,
+    read_at_most,
+    status_error,
+    translate_exception,
+    unauthorized_message,
+)
+from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
+from pullthrough.upstream.ratelimit import RateLimitState
+
+logger = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+T = TypeVar("T")
+
+
+class UpstreamTransport:
+    """Requests to one upstream, over a shared session; `rate_limit` is the last quota seen."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        upstream: UpstreamName,
+        origin: URL,
+        auth: UpstreamAuth,
+        *,
+        credential: Credential | None,
+        timeouts: UpstreamTimeouts,
+        retry: RetryPolicy,
+    ) -> None:
+        self.rate_limit = RateLimitState()
+        self._session = session
+        self._upstream = upstream
+        self._origin = origin
+        self._auth = auth
+        self._credential = credential
+        self._timeouts = timeouts
+        self._retry = retry
+
+    async def call(self, doing: str, attempt: Callable[[], Awaitable[T]], total: float | None) -> T:
+        """`attempt()` until it succeeds, fails for good, or `retry.attempts` transient failures."""
+        attempts = max(1, self._retry.attempts)
+        for number in range(1, attempts + 1):
+            try:
+                try:
+                    return await attempt()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    error = translate_exception(
+                        exc, self._upstream, doing, self._timeouts, total=total
+                    )
+                    raise error from exc
+            except Transient as transient:
+                if number == attempts:
+                    final = transient.error
+                    if attempts > 1:
+                        final = type(final)(
+                            f"{final.message} (gave up after {attempts} attempts)",
+                            detail=final.detail,
+                            headers=final.headers,
+                        )
+                    raise final from transient.__cause__
+                delay = self._retry.delay(number)
+                logger.warning(
+                    "%s (attempt %d of %d); retrying in %.2fs",
+                    transient.error.message,
+                    number,
+                    attempts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def open(
+        self,
+        method: str,
+        url: URL,
+        repo: str,
+        headers: Mapping[str, str],
+        budget: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """The final response to `method url`, authenticated as the upstream asks; the caller
+        releases it. A 401 is answered once; a second 401 means the repository is out of reach.
+        """
+        authorization = await self._auth.authorization(repo)
+        answered = False
+        while True:
+            response = await self._follow(method, url, headers, authorization, budget)
+            # Only the upstream's own 401 is a challenge for us; a CDN's is just an error.
+            if response.status != 401 or response.url.origin() != self._origin:
+                return response
+            challenges = parse_challenges(response.headers.getall("WWW-Authenticate", []))
+            await _discard(response)
+            if not answered:
+                self._auth.refused(repo, authorization)
+                authorization = await self._auth.answer(challenges, repo)
+                answered = authorization is not None
+                if answered:
+                    continue
+            raise NameUnknown(
+                unauthorized_message(self._upstream, repo, self._credential),
+                detail={"upstream": self._upstream.name, "status": 401},
+            )
+
+    async def _follow(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        authorization: str | None,
+        budget: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """Send, following up to MAX_REDIRECTS redirects by hand: aiohttp would carry our
+        `Authorization` to the CDN host a blob redirect points at."""
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers)
+            if authorization is not None and url.origin() == self._origin:
+                sent["Authorization"] = authorization
+            response = await self._session.request(
+                method,
+                url,
+                headers=sent,
+                allow_redirects=False,
+                raise_for_status=False,  # whatever the shared session's default: we map statuses
+                timeout=budget,
+                # Digests are over the bytes as stored; never let a Content-Encoding alter them.
+                auto_decompress=False,
+            )
+            state = RateLimitState.from_headers(response.headers)
+            if state is not None:
+                self.rate_limit = state
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECT_STATUSES or not location:
+                return response
+            await _discard(response)
+            url = response.url.join(URL(location))
+        raise UpstreamInvalid(
+            f"{self._upstream} redirected more than {MAX_REDIRECTS} times for {url.path}"
+        )
+
+    async def fail(
+        self,
+        response: aiohttp.ClientResponse,
+        what: str,
+        repo: str,
+        missing: type[RegistryError],
+    ) -> NoReturn:
+        """Raise the error `response`'s status means for `what` (`missing` for a plain 404)."""
+        body = b"" if response.method == "HEAD" else await read_at_most(response, ERROR_BODY_LIMIT)
+        raise status_error(
+            response.status,
+            response.headers,
+            body,
+            upstream=self._upstream,
+            what=what,
+            repo=repo,
+            missing=missing,
+            credential=self._credential,
+        )
+
+
+async def _discard(response: aiohttp.ClientResponse) -> None:
+    """Release a response we do not want the body of (401, redirect). Reading a small body to
+    the end lets the connection be reused; a large one is cut off by closing the connection."""
+    declared = response.content_length
+    try:
+        if response.method != "HEAD" and (declared is None or declared <= ERROR_BODY_LIMIT):
+            body = await read_at_most(response, ERROR_BODY_LIMIT)
+            if len(body) > ERROR_BODY_LIMIT:
+                response.close()
+                return
+    except BaseException:
+        response.close()
+        raise
+    response.release()
