@@ -68,7 +68,7 @@ class NameUnknown(RegistryError):
 class TagInvalid(RegistryError):
     """A reference that is neither a valid tag nor a valid digest."""
 
-    code = "MANIFEST_INVALID"
+    code = "TAG_INVALID"
     status = 400
 
 

@@ -20,17 +20,13 @@ API_VERSION_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-def error_response(error: RegistryError, request_id: str, *, head: bool = False) -> web.Response:
-    body = json.dumps(error.body()).encode()
-    response = web.Response(
+def error_response(error: RegistryError, request_id: str) -> web.Response:
+    return web.Response(
         status=error.status,
-        body=None if head else body,
+        body=json.dumps(error.body()).encode(),
         headers={**API_VERSION_HEADERS, **error.headers, REQUEST_ID_HEADER: request_id},
         content_type="application/json",
     )
-    if head:
-        response.content_length = len(body)
-    return response
 
 
 def request_id_of(request: web.Request) -> str:
@@ -58,7 +54,7 @@ def make_middleware(max_header_bytes: int) -> Middleware:
             return response
         except RegistryError as error:
             status = error.status
-            return error_response(error, request_id, head=request.method == "HEAD")
+            return error_response(error, request_id)
         except web.HTTPException as exc:
             status = exc.status
             raise

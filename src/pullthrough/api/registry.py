@@ -120,7 +120,8 @@ class RegistryApi:
         return web.json_response({"repositories": names}, headers=headers)
 
     async def manifest(self, request: web.Request, route: Route, reference: str) -> web.Response:
-        accepted = mediatypes.parse_accept(request.headers.get("Accept"))
+        # Clients such as skopeo send one Accept line per media type.
+        accepted = mediatypes.parse_accept(", ".join(request.headers.getall("Accept", [])))
         answer = await self.cache.manifests.get(route, reference, accepted)
         request["cache"] = answer.cache
         manifest = answer.manifest
@@ -136,11 +137,8 @@ class RegistryApi:
                 f'110 pullthrough "Response is stale: upstream unavailable; last checked '
                 f'{formatdate(answer.stale_since, usegmt=True)}"'
             )
-        response = web.Response(
-            body=None if request.method == "HEAD" else manifest.content, headers=headers
-        )
-        response.content_length = len(manifest.content)
-        return response
+        # aiohttp sends the Content-Length of the body but not the body itself for HEAD.
+        return web.Response(body=manifest.content, headers=headers)
 
     async def blob(self, request: web.Request, route: Route, digest: Digest) -> web.StreamResponse:
         wanted = parse_range(request.headers.get("Range"))
@@ -153,9 +151,7 @@ class RegistryApi:
         }
         if request.method == "HEAD":
             size = await self.cache.blobs.head(route, digest)
-            response = web.Response(headers=headers)
-            response.content_length = size
-            return response
+            return web.Response(headers={**headers, "Content-Length": str(size)})
         source = await self.cache.blobs.open(route, digest)
         if isinstance(source, FillingBlob):
             request["cache"] = "miss"

@@ -1,0 +1,1 @@
+"""Integration tests: real upstream registries, a real pullthrough server, real clients."""

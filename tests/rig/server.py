@@ -1,0 +1,166 @@
+"""The pullthrough server under test, run as a real `pullthrough serve` subprocess.
+
+It is started from the venv the tests run in, with a config file the rig writes, on a fixed
+free port so that a restart (after `stop()` or `kill()`) comes back at the same address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import yaml
+
+from tests.rig.ports import free_port
+
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 15.0
+
+
+def pullthrough_binary() -> Path:
+    """The console script beside the interpreter running the tests (the project's venv)."""
+    return Path(sys.executable).parent / "pullthrough"
+
+
+class PullthroughServer:
+    """`pullthrough serve --config <file>` with stdout and stderr in a log file."""
+
+    def __init__(
+        self,
+        tmp_dir: Path,
+        rules: list[dict[str, Any]],
+        extra_config: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        *,
+        port: int | None = None,
+    ) -> None:
+        self.tmp_dir = tmp_dir
+        self.port = port or free_port()
+        self.data_dir = tmp_dir / "data"
+        self.config_path = tmp_dir / "pullthrough.yaml"
+        self.log_path = tmp_dir / "pullthrough.log"
+        self.env = env or {}
+        self.config: dict[str, Any] = {
+            "listen": self.host,
+            "data_dir": str(self.data_dir),
+            "workers": 1,
+            "rules": rules,
+            **(extra_config or {}),
+        }
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start (or restart, on the same port and data) and wait for `/healthz` to say 200."""
+        if self.running:
+            return
+        binary = pullthrough_binary()
+        if not binary.exists():
+            raise RuntimeError(f"{binary} is missing: run `uv sync` (or `make test`)")
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [str(binary), "serve", "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                # Its own process group: worker processes go down with it in kill().
+                start_new_session=True,
+            )
+        self._wait_healthy()
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean exit (SIGKILL if it does not come)."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once: a crash, not a shutdown."""
+        self._end(signal.SIGKILL)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_text()[-chars:]
+
+    def _end(self, sig: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            # The group id is the server's pid (start_new_session): this reaches its workers
+            # and nothing else.
+            _signal_group(process.pid, sig)
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait(_STOP_TIMEOUT)
+        if sig == signal.SIGKILL:
+            return
+        # Workers that outlived a clean stop would keep the port; don't leave them behind.
+        _signal_group(process.pid, signal.SIGKILL)
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                process = self._process
+                if process is None or process.poll() is not None:
+                    code = process.returncode if process is not None else None
+                    self._process = None
+                    raise RuntimeError(
+                        f"pullthrough serve exited ({code}) on start:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.get(f"{self.url}/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(
+            f"pullthrough serve not healthy after {_START_TIMEOUT}s:\n{self.log_tail()}"
+        )
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
