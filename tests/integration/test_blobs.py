@@ -90,13 +90,11 @@ def test_wrong_bytes_from_upstream_fail_the_pull_and_store_nothing(
     cache.proxy.corrupt(layer.digest)
     broken = skopeo_copy(cache.ref(image.reference), tmp_path / "broken")
     assert broken.returncode != 0
-    with pytest.raises(httpx.HTTPError):
-        # The cache cuts the connection before the last byte: the client never has the blob.
-        with httpx.stream(
-            "GET", cache.url(f"/v2/up/team/oci-app/blobs/{layer.digest}"), timeout=60
-        ) as response:
-            assert response.status_code == 200
-            response.read()
+    # The cache cuts the connection before the last byte: the client never has the blob.
+    url = cache.url(f"/v2/up/team/oci-app/blobs/{layer.digest}")
+    with pytest.raises(httpx.HTTPError), httpx.stream("GET", url, timeout=60) as response:
+        assert response.status_code == 200
+        response.read()
     assert not cache.stored_blob(layer.digest).exists()
     assert cache.spool_files() == []
 
