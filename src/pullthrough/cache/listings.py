@@ -43,7 +43,7 @@ class Listings:
         client = self._upstreams.client(route.rule)
         try:
             tags, more = await client.list_tags(route.upstream_repository, n, last)
-            return TagPage(tags, more, from_cache=False)
+            return _paginate(tags, more, n, last)
         except UPSTREAM_TROUBLE as exc:
             log.warning("tags of %s from cache: %s", route.repository, exc.message)
         cached = await self._metadata.list_tags(
@@ -96,6 +96,15 @@ class Listings:
             log.info("referrers tag of %s unreachable: %s", route.repository, exc.message)
             return []
         return _manifests_of(answer.manifest.content)
+
+
+def _paginate(tags: list[str], more: bool, n: int | None, last: str | None) -> TagPage:
+    """Lexical order and `n`/`last`, whether or not upstream applied them (distribution 2.8
+    ignores `n` for tags and answers in storage order)."""
+    ordered = sorted(t for t in set(tags) if last is None or t > last)
+    if n is not None and len(ordered) > n:
+        return TagPage(ordered[:n], True, from_cache=False)
+    return TagPage(ordered, more, from_cache=False)
 
 
 def _manifests_of(content: bytes) -> list[Any]:
