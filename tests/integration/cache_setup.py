@@ -60,8 +60,11 @@ def start_cache(
     make_proxy: Callable[[str], CountingProxy],
     start_pullthrough: Callable[..., PullthroughServer],
     upstream: UpstreamRegistry,
+    settings: dict[str, Any] | None = None,
     **rule: Any,
 ) -> Cache:
+    """A cache whose one rule, `up` (also the default), points at `upstream` through a new
+    counting proxy; `settings` are top-level configuration keys, `rule` the rule's own."""
     proxy = make_proxy(upstream.url)
     config: dict[str, Any] = {
         "prefix": PREFIX,
@@ -77,7 +80,7 @@ def start_cache(
             f"{SECRET_ENV}_USERNAME": upstream.credentials[0],
             f"{SECRET_ENV}_PASSWORD": upstream.credentials[1],
         }
-    server = start_pullthrough([config], env=env)
+    server = start_pullthrough([config], env=env, **(settings or {}))
     return Cache(server, proxy, upstream)
 
 

@@ -39,7 +39,7 @@ _HOP_BY_HOP = frozenset(
 )
 _SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 
-FaultKind = Literal["corrupt", "fail", "drop_after", "delay", "extra_headers"]
+FaultKind = Literal["corrupt", "fail", "drop_after", "delay", "extra_headers", "throttle"]
 
 
 @dataclass
@@ -164,6 +164,10 @@ class CountingProxy:
         """Wait `seconds` before forwarding the request."""
         self._add(Fault("delay", re.compile(path_regex), times, seconds=seconds))
 
+    def throttle(self, path_regex: str, bytes_per_second: int, times: int | None = None) -> None:
+        """Send the response body no faster than `bytes_per_second`."""
+        self._add(Fault("throttle", re.compile(path_regex), times, nbytes=bytes_per_second))
+
     def extra_headers(
         self, path_regex: str, headers: dict[str, str], times: int | None = None
     ) -> None:
@@ -254,6 +258,9 @@ class CountingProxy:
         corrupt = plan.get("corrupt")
         if corrupt is not None:
             chunks = _corrupted(chunks)
+        throttle = plan.get("throttle")
+        if throttle is not None:
+            chunks = _throttled(chunks, throttle.nbytes)
         drop = plan.get("drop_after")
         if drop is not None:
             await _send_then_drop(request, response, chunks, drop.nbytes)
@@ -281,6 +288,15 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         app[_SESSION] = session
         yield
+
+
+async def _throttled(chunks: AsyncIterator[bytes], rate: int) -> AsyncIterator[bytes]:
+    # Small pieces, paced: the receiver sees a steady trickle rather than bursts.
+    piece = max(1, rate // 20)
+    async for chunk in chunks:
+        for start in range(0, len(chunk), piece):
+            yield chunk[start : start + piece]
+            await asyncio.sleep(len(chunk[start : start + piece]) / rate)
 
 
 def _forwarded(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:

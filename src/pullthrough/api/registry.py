@@ -12,7 +12,7 @@ from aiohttp import web
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.api.ranges import ByteRange, parse_range
 from pullthrough.cache.blobs import FillingBlob
-from pullthrough.cache.fill import BlobFill
+from pullthrough.cache.growing import GrowingBlob
 from pullthrough.cache.routing import Route
 from pullthrough.cache.service import PullThroughCache
 from pullthrough.errors import (
@@ -163,7 +163,7 @@ class RegistryApi:
 
     @staticmethod
     async def _stream_fill(
-        request: web.Request, fill: BlobFill, wanted: ByteRange | None, headers: dict[str, str]
+        request: web.Request, fill: GrowingBlob, wanted: ByteRange | None, headers: dict[str, str]
     ) -> web.StreamResponse:
         if fill.size is None and wanted is not None:
             await fill.wait_done()  # a range of an unknown length needs the whole blob first

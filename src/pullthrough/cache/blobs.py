@@ -15,14 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pullthrough.cache.fill import BlobFill
+from pullthrough.cache.follow import FollowedFill
+from pullthrough.cache.growing import GrowingBlob
+from pullthrough.cache.interprocess import FileLock, fill_paths
 from pullthrough.cache.routing import Route
+from pullthrough.cache.singleflight import SingleFlight
 from pullthrough.cache.upstreams import Upstreams
+from pullthrough.errors import UpstreamUnavailable
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
 
 log = logging.getLogger(__name__)
+
+# A fill that ends just as we look is retried once or twice, not forever.
+_LEAD_OR_FOLLOW_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +43,9 @@ class StoredBlob:
 
 @dataclass(frozen=True, slots=True)
 class FillingBlob:
-    """A blob being downloaded now; read it as it grows."""
+    """A blob being downloaded now, here or by another worker; read it as it grows."""
 
-    fill: BlobFill
+    fill: GrowingBlob
 
 
 class BlobCache:
@@ -55,25 +63,28 @@ class BlobCache:
         self._spool_dir = spool_dir
         self._fill_deadline = fill_deadline
         self._fills: dict[str, BlobFill] = {}
+        self._flights: SingleFlight[GrowingBlob | StoredBlob] = SingleFlight()
 
     async def open(self, route: Route, digest: Digest) -> StoredBlob | FillingBlob:
         key = str(digest)
         size, linked = await self._metadata.blob_for_repository(route.repository, key)
-        running = self._fills.get(key)
-        if not linked and (
-            size is not None or (running and running.repository != route.repository)
-        ):
-            await self._confirm_upstream(route, digest)
         if size is not None:
-            path = self._driver.local_path(blob_key(digest.algorithm, digest.hex))
-            if (
-                path is not None
-                and await self._driver.size(blob_key(digest.algorithm, digest.hex)) == size
-            ):
-                return StoredBlob(path, size)
+            stored = await self._stored(digest, size)
+            if stored is not None:
+                if not linked:
+                    await self._confirm_upstream(route, digest)
+                return stored
             log.warning("blob %s is recorded but its file is missing; fetching it again", key)
             await self._metadata.forget_blobs([key])
-        return FillingBlob(await self._join_fill(route, digest))
+        source: GrowingBlob | StoredBlob | None = self._fills.get(key)
+        if source is None:
+            source = await self._flights.run(key, lambda: self._lead_or_follow(route, digest))
+        elif isinstance(source, GrowingBlob):
+            await source.wait_started()
+        if not linked and (isinstance(source, StoredBlob) or source.repository != route.repository):
+            # Someone else's download: this repository must show upstream that it has the blob.
+            await self._confirm_upstream(route, digest)
+        return source if isinstance(source, StoredBlob) else FillingBlob(source)
 
     async def head(self, route: Route, digest: Digest) -> int:
         """The blob's size, asking upstream only when it is not stored for this repository."""
@@ -86,8 +97,14 @@ class BlobCache:
             await running.wait_started()
             if running.size is not None:
                 return running.size
-        upstream_size = await self._confirm_upstream(route, digest)
-        return upstream_size
+        return await self._confirm_upstream(route, digest)
+
+    async def _stored(self, digest: Digest, size: int) -> StoredBlob | None:
+        storage_key = blob_key(digest.algorithm, digest.hex)
+        path = self._driver.local_path(storage_key)
+        if path is not None and await self._driver.size(storage_key) == size:
+            return StoredBlob(path, size)
+        return None
 
     async def _confirm_upstream(self, route: Route, digest: Digest) -> int:
         client = self._upstreams.client(route.rule)
@@ -96,31 +113,59 @@ class BlobCache:
         await self._metadata.link_blob(repo_id, str(digest))
         return size
 
-    async def _join_fill(self, route: Route, digest: Digest) -> BlobFill:
+    async def _lead_or_follow(self, route: Route, digest: Digest) -> GrowingBlob | StoredBlob:
+        """Fill the blob here, or follow the worker process that is filling it already."""
+        lock_path, record_path = fill_paths(self._spool_dir, digest.algorithm, digest.hex)
+        storage_key = blob_key(digest.algorithm, digest.hex)
+        final_path = self._driver.local_path(storage_key)
+        assert final_path is not None
+        for _ in range(_LEAD_OR_FOLLOW_ATTEMPTS):
+            lock = FileLock(lock_path)
+            if await asyncio.to_thread(lock.try_acquire):
+                return await self._lead(route, digest, lock, record_path, final_path)
+            follower = FollowedFill(
+                digest=digest,
+                lock_path=lock_path,
+                record_path=record_path,
+                final_path=final_path,
+                deadline=self._fill_deadline,
+            )
+            if await follower.attach():
+                await follower.wait_started()
+                return follower
+        raise UpstreamUnavailable(f"could not start or follow a fill of {digest}; retry")
+
+    async def _lead(
+        self, route: Route, digest: Digest, lock: FileLock, record_path: Path, final_path: Path
+    ) -> GrowingBlob | StoredBlob:
         key = str(digest)
-        fill = self._fills.get(key)
-        if fill is None:
-            repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
-            storage_key = blob_key(digest.algorithm, digest.hex)
+        size, _ = await self._metadata.blob_for_repository(route.repository, key)
+        stored = await self._stored(digest, size) if size is not None else None
+        if stored is not None:  # another worker committed it while we looked
+            lock.release()
+            return stored
+        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
+        storage_key = blob_key(digest.algorithm, digest.hex)
 
-            async def commit(spool: Path, size: int) -> None:
-                await self._driver.put_file(storage_key, spool)
-                await self._metadata.save_blob(key, size, repo_id)
+        async def commit(spool: Path, size: int) -> None:
+            await self._driver.put_file(storage_key, spool)
+            await self._metadata.save_blob(key, size, repo_id)
 
-            fill = self._fills.get(key)  # another request may have started it meanwhile
-            if fill is None:
-                fill = BlobFill(
-                    digest=digest,
-                    repository=route.repository,
-                    upstream_repository=route.upstream_repository,
-                    client=self._upstreams.client(route.rule),
-                    spool_dir=self._spool_dir,
-                    commit=commit,
-                    final_path=self._driver.local_path(storage_key),
-                    deadline=self._fill_deadline,
-                )
-                self._fills[key] = fill
-                fill.start().add_done_callback(functools.partial(self._finished, fill))
+        await asyncio.to_thread(record_path.unlink, missing_ok=True)  # an earlier failure's
+        fill = BlobFill(
+            digest=digest,
+            repository=route.repository,
+            upstream_repository=route.upstream_repository,
+            client=self._upstreams.client(route.rule),
+            spool_dir=self._spool_dir,
+            commit=commit,
+            final_path=final_path,
+            deadline=self._fill_deadline,
+            lock=lock,
+            record_path=record_path,
+        )
+        self._fills[key] = fill
+        fill.start().add_done_callback(functools.partial(self._finished, fill))
         await fill.wait_started()
         return fill
 

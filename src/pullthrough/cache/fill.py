@@ -14,10 +14,11 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from enum import Enum
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pullthrough.cache.growing import READ_CHUNK, FillState, GrowingBlob
+from pullthrough.cache.interprocess import FileLock, FillRecord, FillStateName
 from pullthrough.errors import (
     RegistryError,
     UpstreamInvalid,
@@ -29,20 +30,13 @@ from pullthrough.upstream.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1 << 20
 # How often a broken upstream body is resumed with a Range request before the fill gives up.
 RESUME_ATTEMPTS = 5
 
 Commit = Callable[[Path, int], Awaitable[None]]
 
 
-class FillState(Enum):
-    RUNNING = "running"
-    COMMITTED = "committed"
-    FAILED = "failed"
-
-
-class BlobFill:
+class BlobFill(GrowingBlob):
     def __init__(
         self,
         *,
@@ -54,6 +48,8 @@ class BlobFill:
         commit: Commit,
         final_path: Path | None,
         deadline: float,
+        lock: FileLock | None = None,
+        record_path: Path | None = None,
     ) -> None:
         self.digest = digest
         self.repository = repository
@@ -70,6 +66,9 @@ class BlobFill:
         self.committed_path = final_path
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
+        # Held for the whole fill: other workers follow this fill instead of starting their own.
+        self._lock = lock
+        self._record_path = record_path
         self.task: asyncio.Task[None] | None = None
         self.started_at = time.monotonic()
 
@@ -130,6 +129,32 @@ class BlobFill:
             if self.state is not FillState.COMMITTED:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.spool_path)
+            self._publish()
+            if self._lock is not None:
+                self._lock.release()
+            if self.state is FillState.COMMITTED and self._record_path is not None:
+                # Followers that miss the record find the committed blob instead. A failure's
+                # record stays, so every follower reads the same error.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._record_path)
+
+    def _publish(self) -> None:
+        """Tell followers in other worker processes where this fill stands."""
+        if self._record_path is None:
+            return
+        state: FillStateName = "running"
+        if self.state is FillState.COMMITTED:
+            state = "committed"
+        elif self.state is FillState.FAILED:
+            state = "failed"
+        FillRecord(
+            spool=self.spool_path.name,
+            size=self.size,
+            repository=self.repository,
+            state=state,
+            error_type=type(self.error).__name__ if self.error else None,
+            error_message=self.error.message if self.error else None,
+        ).write(self._record_path)
 
     def _fail(self, error: RegistryError) -> None:
         self.state = FillState.FAILED
@@ -148,6 +173,8 @@ class BlobFill:
                 if self.size is None:
                     self.size = blob.total_size
                 skip = self.written - blob.offset  # upstream ignored our Range: drop the repeat
+                if not self._started.is_set():
+                    await asyncio.to_thread(self._publish)
                 self._started.set()
                 self._notify()
                 async for chunk in blob.iter_chunks(READ_CHUNK):
@@ -185,38 +212,8 @@ class BlobFill:
                 f"whose digest is {self.digest.algorithm}:{actual_hex}; discarded, not stored"
             )
 
-    async def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
-        """Bytes [start, end) of the blob as they arrive; end None means to the end."""
-        try:
-            fd = await asyncio.to_thread(_open_for_reading, self.spool_path, self.committed_path)
-        except FileNotFoundError:
-            if self.error is not None:
-                raise self.error from None
-            raise
-        try:
-            position = start
-            while end is None or position < end:
-                state = self.state
-                if state is FillState.FAILED:
-                    assert self.error is not None
-                    raise self.error
-                # Hold back the final byte until the digest is verified.
-                available = self.written if state is FillState.COMMITTED else self.written - 1
-                limit = available if end is None else min(available, end)
-                if position < limit:
-                    chunk = await asyncio.to_thread(
-                        os.pread, fd, min(READ_CHUNK, limit - position), position
-                    )
-                    if not chunk:
-                        raise UpstreamUnavailable(f"fill of {self.digest} lost bytes it wrote")
-                    position += len(chunk)
-                    yield chunk
-                elif state is FillState.COMMITTED:
-                    return
-                else:
-                    await self._wait_change()
-        finally:
-            os.close(fd)
+    def _available(self, fd: int) -> int:
+        return self.written
 
 
 def _write_and_hash(fd: int, chunk: bytes, hasher: hashlib._Hash) -> None:
@@ -224,13 +221,3 @@ def _write_and_hash(fd: int, chunk: bytes, hasher: hashlib._Hash) -> None:
     while view:
         view = view[os.write(fd, view) :]
     hasher.update(chunk)
-
-
-def _open_for_reading(spool: Path, committed: Path | None) -> int:
-    try:
-        return os.open(spool, os.O_RDONLY)
-    except FileNotFoundError:
-        # The fill committed (renamed the spool) between our check and the open.
-        if committed is None:
-            raise
-        return os.open(committed, os.O_RDONLY)

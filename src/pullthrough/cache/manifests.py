@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+from pullthrough.cache.interprocess import exclusive
 from pullthrough.cache.negative import NegativeCache
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
@@ -24,7 +26,7 @@ from pullthrough.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from pullthrough.metadata.store import MetadataStore, StoredManifest
+from pullthrough.metadata.store import MetadataStore, StoredManifest, TaggedManifest
 from pullthrough.oci import mediatypes
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import parse_manifest
@@ -46,11 +48,13 @@ class ManifestAnswer:
 
 
 class ManifestCache:
-    def __init__(self, metadata: MetadataStore, upstreams: Upstreams) -> None:
+    def __init__(self, metadata: MetadataStore, upstreams: Upstreams, lock_dir: Path) -> None:
         self._metadata = metadata
+        # Worker processes coalesce upstream requests through locks in this directory.
+        self._lock_dir = lock_dir
         self._upstreams = upstreams
         self._flights: SingleFlight[StoredManifest] = SingleFlight()
-        self._revalidations: SingleFlight[ManifestAnswer] = SingleFlight()
+        self._answers: SingleFlight[ManifestAnswer] = SingleFlight()
         self._missing = NegativeCache()
 
     async def get(
@@ -70,10 +74,15 @@ class ManifestCache:
             return ManifestAnswer(stored, "hit")
         key = ("digest", route.repository, digest)
         self._missing.check(key)
-        manifest = await self._flights.run(
-            key, lambda: self._fetch(route, digest, mediatypes.UPSTREAM_ACCEPT, expect=digest)
-        )
-        return ManifestAnswer(manifest, "miss")
+        return await self._answers.run(key, lambda: self._fetch_digest(route, digest))
+
+    async def _fetch_digest(self, route: Route, digest: str) -> ManifestAnswer:
+        async with exclusive(self._lock_dir, "manifest", route.repository, digest):
+            stored = await self._metadata.manifest_in_repository(route.repository, digest)
+            if stored is not None:  # another worker fetched it while we waited
+                return ManifestAnswer(stored, "hit")
+            manifest = await self._fetch(route, digest, mediatypes.UPSTREAM_ACCEPT, expect=digest)
+            return ManifestAnswer(manifest, "miss")
 
     async def _by_tag(self, route: Route, tag: str) -> ManifestAnswer:
         tagged = await self._metadata.tag(route.repository, tag)
@@ -82,10 +91,18 @@ class ManifestCache:
         key = ("tag", route.repository, tag)
         if tagged is None:
             self._missing.check(key)
-        return await self._revalidations.run(key, lambda: self._refresh_tag(route, tag))
+        return await self._answers.run(key, lambda: self._refresh_tag(route, tag))
 
     async def _refresh_tag(self, route: Route, tag: str) -> ManifestAnswer:
-        tagged = await self._metadata.tag(route.repository, tag)
+        async with exclusive(self._lock_dir, "tag", route.repository, tag):
+            tagged = await self._metadata.tag(route.repository, tag)
+            if tagged is not None and time.time() - tagged.checked_at < route.rule.tag_ttl:
+                return ManifestAnswer(tagged.manifest, "hit")  # another worker refreshed it
+            return await self._revalidate(route, tag, tagged)
+
+    async def _revalidate(
+        self, route: Route, tag: str, tagged: TaggedManifest | None
+    ) -> ManifestAnswer:
         client = self._upstreams.client(route.rule)
         repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
         try:

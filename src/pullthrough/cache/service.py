@@ -51,11 +51,12 @@ async def open_cache(
         connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
     )
     blobs: BlobCache | None = None
+    upstreams: Upstreams | None = None
     try:
         upstreams = Upstreams(
-            session, settings, settings.rules, credentials or EnvCredentialSource()
+            session, settings, settings.rules, credentials or EnvCredentialSource(), metadata
         )
-        manifests = ManifestCache(metadata, upstreams)
+        manifests = ManifestCache(metadata, upstreams, layout.temp_dir)
         blobs = BlobCache(metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline)
         yield PullThroughCache(
             settings=settings,
@@ -70,5 +71,7 @@ async def open_cache(
     finally:
         if blobs is not None:
             await blobs.close()
+        if upstreams is not None:
+            await upstreams.close()
         await session.close()
         await metadata.close()

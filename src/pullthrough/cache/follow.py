@@ -1,0 +1,126 @@
+"""Following a blob fill that another worker process is doing.
+
+The other worker holds the blob's lock, writes the spool file, and publishes a `FillRecord`
+(see `interprocess.py`). A follower reads the same spool file as it grows and learns the end
+from the record, the committed file, or — if the other worker died — the lock coming free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from pullthrough.cache.growing import FillState, GrowingBlob
+from pullthrough.cache.interprocess import POLL_SECONDS, FileLock, FillRecord
+from pullthrough.errors import RegistryError, UpstreamTimeout, UpstreamUnavailable
+from pullthrough.oci.digest import Digest
+
+# How often a follower checks that the worker it follows is still alive.
+LIVENESS_SECONDS = 0.5
+
+
+class FollowedFill(GrowingBlob):
+    def __init__(
+        self,
+        *,
+        digest: Digest,
+        lock_path: Path,
+        record_path: Path,
+        final_path: Path,
+        deadline: float,
+    ) -> None:
+        self.digest = digest
+        self.repository = ""
+        self.size = None
+        self.state = FillState.RUNNING
+        self.error = None
+        self.spool_path = record_path  # replaced once the record names the spool
+        self.committed_path = final_path
+        self._lock_path = lock_path
+        self._record_path = record_path
+        self._deadline = time.monotonic() + deadline
+        self._last_liveness_check = time.monotonic()
+
+    async def attach(self) -> bool:
+        """Wait for the other worker's record; False when there is no fill to follow."""
+        attached_at = time.time()
+        while True:
+            record = FillRecord.read(self._record_path)
+            # A failure recorded before we came is an earlier fill's: wait for the new one.
+            if record is not None and (
+                record.state != "failed" or record.updated_at >= attached_at
+            ):
+                self._apply(record)
+                return True
+            if self._committed():
+                self.state = FillState.COMMITTED
+                return True
+            if self._leader_gone():
+                return False
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _apply(self, record: FillRecord) -> None:
+        self.repository = record.repository
+        self.size = record.size
+        self.spool_path = self._record_path.parent / record.spool
+        if record.state == "committed":
+            self.state = FillState.COMMITTED
+        elif record.state == "failed":
+            self.state = FillState.FAILED
+            self.error = record.error()
+
+    def _committed(self) -> bool:
+        try:
+            size = os.stat(self.committed_path).st_size  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return False
+        return self.size is None or size == self.size
+
+    def _leader_gone(self) -> bool:
+        return FileLock(self._lock_path).is_free()
+
+    async def wait_started(self) -> None:
+        if self.state is FillState.FAILED:
+            assert self.error is not None
+            raise self.error
+
+    async def wait_done(self) -> None:
+        while self.state is FillState.RUNNING:
+            await self._wait_change()
+        if self.error is not None:
+            raise self.error
+
+    def _available(self, fd: int) -> int:
+        return os.fstat(fd).st_size
+
+    async def _wait_change(self) -> None:
+        await asyncio.sleep(POLL_SECONDS)
+        record = FillRecord.read(self._record_path)
+        if record is not None and record.spool == self.spool_path.name:
+            self._apply(record)
+        if self.state is not FillState.RUNNING:
+            return
+        if self._committed():
+            self.state = FillState.COMMITTED
+            return
+        now = time.monotonic()
+        if now > self._deadline:
+            self._fail(UpstreamTimeout(f"the fill of {self.digest} in another worker timed out"))
+        elif now - self._last_liveness_check > LIVENESS_SECONDS:
+            self._last_liveness_check = now
+            if self._leader_gone() and not self._committed():
+                record = FillRecord.read(self._record_path)
+                if record is not None and record.state != "running":
+                    self._apply(record)
+                else:
+                    self._fail(
+                        UpstreamUnavailable(
+                            f"the worker filling {self.digest} stopped before finishing; retry"
+                        )
+                    )
+
+    def _fail(self, error: RegistryError) -> None:
+        self.state = FillState.FAILED
+        self.error = error

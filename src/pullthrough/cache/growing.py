@@ -1,0 +1,96 @@
+"""A blob that is still arriving: read it while it grows, never past what is verified.
+
+Readers never get the last byte before the digest is verified, so a client cannot receive a
+complete wrong blob: on a mismatch every reader's stream fails short of the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from enum import Enum
+from pathlib import Path
+
+from pullthrough.errors import RegistryError, UpstreamUnavailable
+from pullthrough.oci.digest import Digest
+
+READ_CHUNK = 1 << 20
+
+
+class FillState(Enum):
+    RUNNING = "running"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+class GrowingBlob(ABC):
+    digest: Digest
+    repository: str
+    size: int | None
+    state: FillState
+    error: RegistryError | None
+    spool_path: Path
+    # Where the blob lives once committed, for a reader that opens after the rename.
+    committed_path: Path | None
+
+    @abstractmethod
+    async def wait_started(self) -> None:
+        """Wait until the size is known; raise the fill's error if it failed first."""
+
+    @abstractmethod
+    async def wait_done(self) -> None:
+        """Wait until the blob is committed; raise the fill's error if it failed."""
+
+    @abstractmethod
+    def _available(self, fd: int) -> int:
+        """How many bytes of the spool file are written now."""
+
+    @abstractmethod
+    async def _wait_change(self) -> None:
+        """Return when the fill may have progressed."""
+
+    async def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the blob as they arrive; end None means to the end."""
+        try:
+            fd = await asyncio.to_thread(_open_for_reading, self.spool_path, self.committed_path)
+        except FileNotFoundError:
+            if self.error is not None:
+                raise self.error from None
+            raise UpstreamUnavailable(f"the fill of {self.digest} is gone") from None
+        try:
+            position = start
+            while end is None or position < end:
+                state = self.state
+                if state is FillState.FAILED:
+                    assert self.error is not None
+                    raise self.error
+                written = self._available(fd)
+                # Hold back the final byte until the digest is verified.
+                available = written if state is FillState.COMMITTED else written - 1
+                limit = available if end is None else min(available, end)
+                if position < limit:
+                    chunk = await asyncio.to_thread(
+                        os.pread, fd, min(READ_CHUNK, limit - position), position
+                    )
+                    if not chunk:
+                        raise UpstreamUnavailable(f"fill of {self.digest} lost bytes it wrote")
+                    position += len(chunk)
+                    yield chunk
+                elif state is FillState.COMMITTED:
+                    return
+                else:
+                    await self._wait_change()
+        finally:
+            os.close(fd)
+
+
+def _open_for_reading(spool: Path, committed: Path | None) -> int:
+    try:
+        return os.open(spool, os.O_RDONLY)
+    except FileNotFoundError:
+        # The fill committed (renamed the spool) between our check and the open.
+        if committed is None:
+            raise
+        return os.open(committed, os.O_RDONLY)
