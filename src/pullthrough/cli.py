@@ -45,10 +45,49 @@ def serve(
 
 
 @app.command()
+def status(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="The server's configuration file (or PULLTHROUGH_CONFIG)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show each rule's upstream rate limit and 429 block, and what the cache holds."""
+    import asyncio
+    import json
+
+    from rich.console import Console
+
+    from pullthrough.status import NoCacheData, print_status, read_status, status_document
+
+    try:
+        settings = load_settings(config)
+        current = asyncio.run(read_status(settings))
+    except ConfigError as exc:
+        typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    except NoCacheData as exc:
+        typer.echo(f"pullthrough: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(status_document(current), indent=2))
+    else:
+        print_status(current, Console())
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
 
 
 def main() -> None:
+    from pullthrough.cli_access import register
+
+    register(app)
+    from pullthrough.cli_secrets import register as register_secrets
+
+    register_secrets(app)
     app()

@@ -13,7 +13,15 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pullthrough.errors import NameInvalid
 from pullthrough.oci.names import validate_name
@@ -133,6 +141,26 @@ def _default_rules() -> tuple[RuleConfig, ...]:
     )
 
 
+class AuthConfig(BaseModel):
+    """Client authentication: who may talk to this server at all (policy decides the rest)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    # With auth on: anonymous clients are let in and judged by the policy as "anonymous".
+    # With auth off: required to listen on anything but loopback.
+    allow_anonymous: bool = False
+    service: str = "pullthrough"
+    token_ttl: Duration = 300.0
+    login_token_ttl: Duration = 43200.0
+    # The URL clients fetch tokens from, when this server sits behind a proxy; by default it
+    # is built from the request's Host.
+    realm: str | None = None
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
 class Settings(BaseModel):
     """Everything `pullthrough serve` is configured with."""
 
@@ -149,6 +177,7 @@ class Settings(BaseModel):
     # A fill carries on after its client leaves, but not forever.
     fill_deadline: Duration = 3600.0
     max_header_bytes: int = Field(default=8192, ge=1024, le=65536)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @field_validator("listen")
     @classmethod
@@ -174,6 +203,17 @@ class Settings(BaseModel):
         if len(defaults) > 1:
             raise ValueError(f"only one rule may be the default; {defaults} all say default: true")
         return rules
+
+    @model_validator(mode="after")
+    def _open_listener_needs_a_decision(self) -> Settings:
+        host = self.listen_host
+        loopback = host in _LOOPBACK_HOSTS or host.startswith("127.")
+        if not loopback and not self.auth.enabled and not self.auth.allow_anonymous:
+            raise ValueError(
+                f"listen {self.listen} is reachable from other machines and auth is off: set "
+                "auth.enabled: true, or auth.allow_anonymous: true to let anyone pull"
+            )
+        return self
 
     @property
     def listen_host(self) -> str:

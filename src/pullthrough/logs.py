@@ -38,3 +38,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # aiohttp's own access log is replaced by ours, which carries the request id.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # These log every statement (with its parameters) at info and debug: too much, and too
+    # revealing, whatever our own level is.
+    for chatty in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

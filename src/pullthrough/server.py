@@ -21,14 +21,16 @@ from types import FrameType
 
 from aiohttp import web
 
+from pullthrough.access.rule_credentials import warn_about_credentials
+from pullthrough.access.secrets import open_secret_store
+from pullthrough.access.tokens import load_or_create_key
 from pullthrough.api.app import build_app
 from pullthrough.cache.service import metadata_url
-from pullthrough.config import ConfigError, Settings
+from pullthrough.config import Settings
 from pullthrough.logs import configure_logging
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout, blob_key
-from pullthrough.upstream.credentials import EnvCredentialSource
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,18 @@ _PARSER_LIMIT = 65536
 
 
 def check_credentials(settings: Settings) -> None:
-    source = EnvCredentialSource()
-    for rule in settings.rules:
-        if rule.credential and source.lookup(rule.credential) is None:
-            user_var, password_var = EnvCredentialSource.variable_names(rule.credential)
-            raise ConfigError(
-                f"rules[{rule.prefix}].credential: secret {rule.credential!r} is not set; "
-                f"export {user_var} and {password_var}"
-            )
+    """Warn about each rule's secret that neither the secret store nor the environment holds
+    (or that cannot be opened). Not fatal: `pullthrough secrets put` adds it while running."""
+    if not any(rule.credential for rule in settings.rules):
+        return
+
+    async def check() -> None:
+        layout = DataLayout(settings.data_dir.resolve())
+        layout.create()
+        async with open_secret_store(layout.root, metadata_url(layout)) as store:
+            await warn_about_credentials(settings, store)
+
+    asyncio.run(check())
 
 
 async def recover(settings: Settings) -> tuple[int, int]:
@@ -109,6 +115,9 @@ def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
     check_credentials(settings)
     asyncio.run(recover(settings))
+    if settings.auth.enabled:
+        # Made here, once, so worker processes never race to create it.
+        load_or_create_key(settings.data_dir.resolve())
     log.info(
         "serving on %s with %d worker(s), data in %s",
         settings.listen,

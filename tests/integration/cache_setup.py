@@ -53,7 +53,8 @@ class Cache:
         return self.server.data_dir / "blobs" / algorithm / hex_digest[:2] / hex_digest
 
     def spool_files(self) -> list[Path]:
-        return list((self.server.data_dir / "tmp").iterdir())
+        """Partial downloads on disk (a failed fill's small progress record may linger)."""
+        return list((self.server.data_dir / "tmp").glob("*.part"))
 
 
 def start_cache(
@@ -61,10 +62,14 @@ def start_cache(
     start_pullthrough: Callable[..., PullthroughServer],
     upstream: UpstreamRegistry,
     settings: dict[str, Any] | None = None,
+    *,
+    credential_in_env: bool = True,
     **rule: Any,
 ) -> Cache:
     """A cache whose one rule, `up` (also the default), points at `upstream` through a new
-    counting proxy; `settings` are top-level configuration keys, `rule` the rule's own."""
+    counting proxy; `settings` are top-level configuration keys, `rule` the rule's own. An
+    upstream's credentials are passed in the environment unless `credential_in_env` is false
+    (the rule still names SECRET: the test stores it with `pullthrough secrets put`)."""
     proxy = make_proxy(upstream.url)
     config: dict[str, Any] = {
         "prefix": PREFIX,
@@ -76,6 +81,7 @@ def start_cache(
     env = {}
     if upstream.credentials is not None:
         config["credential"] = SECRET
+    if upstream.credentials is not None and credential_in_env:
         env = {
             f"{SECRET_ENV}_USERNAME": upstream.credentials[0],
             f"{SECRET_ENV}_PASSWORD": upstream.credentials[1],

@@ -53,16 +53,24 @@ def test_a_bad_config_stops_the_server_at_start_naming_the_key(
     assert str(config) in result.stderr
 
 
-def test_a_missing_credential_is_named_at_start(tmp_path: Path) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"data_dir: {tmp_path / 'data'}\nrules:\n  - prefix: hub\n    upstream: https://x\n"
-        "    credential: team/hub-login\n"
+def test_a_missing_credential_is_named_at_start(
+    pullthrough_server: StartPullthrough,
+) -> None:
+    # Not fatal: secrets can be added while the server runs (`pullthrough secrets put`).
+    server = pullthrough_server(
+        [{"prefix": "hub", "upstream": "https://x", "credential": "team/hub-login"}]
     )
-    result = serve(config, env={"PATH": "/usr/bin:/bin"})
-    assert result.returncode == 2
-    assert "PULLTHROUGH_SECRET_TEAM_HUB_LOGIN_USERNAME" in result.stderr
-    assert "PULLTHROUGH_SECRET_TEAM_HUB_LOGIN_PASSWORD" in result.stderr
+    assert server.running
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    [warning] = [
+        json.loads(line)
+        for line in server.log_text().splitlines()
+        if line.startswith("{") and "team/hub-login" in line
+    ]
+    assert warning["level"] == "warning"
+    assert "pullthrough secrets put team/hub-login" in warning["message"]
+    assert "PULLTHROUGH_SECRET_TEAM_HUB_LOGIN_USERNAME" in warning["message"]
+    assert "PULLTHROUGH_SECRET_TEAM_HUB_LOGIN_PASSWORD" in warning["message"]
 
 
 def test_health_readiness_and_request_ids_in_json_logs(

@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 from aiohttp import web
 
+from tests.rig.lifecycle import Started
 from tests.rig.ports import free_port
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 
 
-class BackgroundApp:
+class BackgroundApp(Started):
     """One aiohttp application served from a daemon thread; restartable on the same port."""
 
     def __init__(self, make_app: Callable[[], web.Application], port: int | None = None) -> None:
@@ -86,15 +85,3 @@ class BackgroundApp:
             await self._stopping.wait()
         finally:
             await runner.cleanup()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

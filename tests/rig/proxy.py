@@ -13,14 +13,14 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tests.rig.background import BackgroundApp
+from tests.rig.lifecycle import Started
 
 _CHUNK = 1024 * 1024
 # RFC 9110 §7.6.1 connection-specific fields, plus those aiohttp sets itself for each hop.
@@ -78,7 +78,7 @@ class _Plan:
         return self.faults.get(kind)
 
 
-class CountingProxy:
+class CountingProxy(Started):
     """A reverse proxy to `target_url` on a free 127.0.0.1 port, run in a background thread.
 
     Fault methods may be called from the test thread while requests are in flight.
@@ -269,18 +269,6 @@ class CountingProxy:
             await response.write(chunk)
         await response.write_eof()
         return response
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:

@@ -13,13 +13,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import bcrypt
 import httpx
 import yaml
 
+from tests.rig.lifecycle import Started
 from tests.rig.ports import free_port
 from tests.rig.token_issuer import DEFAULT_PASSWORD, DEFAULT_USERNAME, TokenIssuer
 
@@ -41,7 +41,7 @@ def require_binary(name: str) -> str:
     return path
 
 
-class UpstreamRegistry:
+class UpstreamRegistry(Started):
     """One `docker-registry serve` process on a fixed loopback port; restartable on that port."""
 
     def __init__(
@@ -198,15 +198,3 @@ class UpstreamRegistry:
                 }
             }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import yaml
 
+from tests.rig.lifecycle import Started
 from tests.rig.ports import free_port
 
 _START_TIMEOUT = 30.0
@@ -30,7 +30,7 @@ def pullthrough_binary() -> Path:
     return Path(sys.executable).parent / "pullthrough"
 
 
-class PullthroughServer:
+class PullthroughServer(Started):
     """`pullthrough serve --config <file>` with stdout and stderr in a log file."""
 
     def __init__(
@@ -147,18 +147,6 @@ class PullthroughServer:
         raise RuntimeError(
             f"pullthrough serve not healthy after {_START_TIMEOUT}s:\n{self.log_tail()}"
         )
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

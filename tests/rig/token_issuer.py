@@ -14,8 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import jwt
 from aiohttp import BasicAuth, web
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.rig.background import BackgroundApp
+from tests.rig.lifecycle import Started
 
 DEFAULT_USERNAME = "rig-user"
 DEFAULT_PASSWORD = "rig-password"
@@ -47,7 +47,7 @@ class TokenRequest:
     status: int
 
 
-class TokenIssuer:
+class TokenIssuer(Started):
     """Issues JWTs that distribution 2.8 accepts, and records every token request."""
 
     def __init__(
@@ -197,18 +197,6 @@ class TokenIssuer:
                 headers=headers,
             )
         return web.json_response(body, status=status)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _grants(scopes: list[str], *, anonymous: bool) -> list[dict[str, Any]]:

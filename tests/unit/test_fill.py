@@ -10,7 +10,8 @@ from typing import cast
 
 import pytest
 
-from pullthrough.cache.fill import BlobFill, FillState
+from pullthrough.cache.fill import BlobFill
+from pullthrough.cache.growing import FillState
 from pullthrough.errors import BlobUnknown, UpstreamInvalid, UpstreamUnavailable
 from pullthrough.oci.digest import Digest
 from pullthrough.upstream.client import RegistryClient

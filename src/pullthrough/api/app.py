@@ -6,16 +6,43 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from pullthrough.access.authn import Authenticator
+from pullthrough.access.authz import Authorizer
+from pullthrough.access.tokens import TokenSigner, load_or_create_key
+from pullthrough.api.access import AccessControl
 from pullthrough.api.health import healthz, readiness
 from pullthrough.api.middleware import make_middleware
 from pullthrough.api.registry import RegistryApi
 from pullthrough.cache.service import PullThroughCache, open_cache
 from pullthrough.config import Settings
 from pullthrough.errors import EndpointUnknown
+from pullthrough.metadata.principals import AccessStore
 from pullthrough.upstream.credentials import CredentialSource
 
 CACHE_KEY = web.AppKey("cache", PullThroughCache)
 REGISTRY_KEY = web.AppKey("registry", RegistryApi)
+ACCESS_KEY = web.AppKey("access", AccessControl)
+
+
+def access_control(settings: Settings, cache: PullThroughCache) -> AccessControl:
+    store = AccessStore(cache.metadata.engine)
+    signer = TokenSigner(
+        load_or_create_key(settings.data_dir.resolve()), service=settings.auth.service
+    )
+    return AccessControl(
+        config=settings.auth,
+        authenticator=Authenticator(store, signer),
+        authorizer=Authorizer(store),
+        signer=signer,
+        router=cache.router,
+    )
+
+
+async def _token(request: web.Request) -> web.StreamResponse:
+    access = request.app.get(ACCESS_KEY)
+    if access is None:
+        raise EndpointUnknown("authentication is off (auth.enabled: false): no tokens are needed")
+    return await access.issue(request)
 
 
 async def _registry(request: web.Request) -> web.StreamResponse:
@@ -36,12 +63,17 @@ def build_app(settings: Settings, credentials: CredentialSource | None = None) -
     async def cache_context(app: web.Application) -> AsyncIterator[None]:
         async with open_cache(settings, credentials) as cache:
             app[CACHE_KEY] = cache
-            app[REGISTRY_KEY] = RegistryApi(cache)
+            access = access_control(settings, cache) if settings.auth.enabled else None
+            if access is not None:
+                app[ACCESS_KEY] = access
+            app[REGISTRY_KEY] = RegistryApi(cache, access)
             yield
 
     app.cleanup_ctx.append(cache_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_route("GET", "/token", _token)
+    app.router.add_route("POST", "/token", _token)
     app.router.add_route("*", "/v2", _registry)
     app.router.add_route("*", "/v2/{tail:.*}", _registry)
     app.router.add_route("*", "/{tail:.*}", _not_found)

@@ -9,10 +9,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from pullthrough.access.policy import Principal
+from pullthrough.api.access import AccessControl, scope_for
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.api.ranges import ByteRange, parse_range
 from pullthrough.cache.blobs import FillingBlob
 from pullthrough.cache.growing import GrowingBlob
+from pullthrough.cache.manifests import ImportCheck, import_anything
 from pullthrough.cache.routing import Route
 from pullthrough.cache.service import PullThroughCache
 from pullthrough.errors import (
@@ -84,8 +87,9 @@ def _link(path: str, n: int | None, last: str) -> str:
 
 
 class RegistryApi:
-    def __init__(self, cache: PullThroughCache) -> None:
+    def __init__(self, cache: PullThroughCache, access: AccessControl | None = None) -> None:
         self.cache = cache
+        self.access = access
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         endpoint = parse_endpoint(request.raw_path)
@@ -94,35 +98,57 @@ class RegistryApi:
                 f"{request.method} is not supported: pullthrough is a read-only pull-through "
                 "cache (push to the upstream registry instead)"
             )
+        scope = scope_for(endpoint.kind, endpoint.name)
+        caller = None
+        if self.access is not None:
+            caller = await self.access.caller(request, scope)
+            request["principal"] = caller.principal.name
         if endpoint.kind == "base":
             return web.json_response({}, headers=API_VERSION_HEADERS)
         if endpoint.kind == "_catalog":
-            return await self.catalog(request)
+            if self.access is not None and caller is not None:
+                await self.access.require_catalog(caller.principal)
+                self.access.check_token_scope(request, caller, scope)
+            return await self.catalog(request, caller.principal if caller else None)
         validate_name(endpoint.name)
         route = self.cache.router.resolve(endpoint.name, request.query.get("ns"))
         request["repository"] = route.repository
+        may_import: ImportCheck = import_anything
+        if self.access is not None and caller is not None:
+            may_import = await self.access.pull_check(caller.principal, route.repository)
+            self.access.check_token_scope(request, caller, scope)
         if endpoint.kind == "manifest":
-            return await self.manifest(request, route, endpoint.argument)
+            return await self.manifest(request, route, endpoint.argument, may_import)
         if endpoint.kind == "blob":
-            return await self.blob(request, route, Digest.parse(endpoint.argument))
+            return await self.blob(request, route, Digest.parse(endpoint.argument), may_import)
         if endpoint.kind == "tags":
             return await self.tags(request, route, endpoint.name)
         return await self.referrers(request, route, Digest.parse(endpoint.argument))
 
-    async def catalog(self, request: web.Request) -> web.Response:
+    async def catalog(self, request: web.Request, principal: Principal | None) -> web.Response:
         n = _query_number(request, "n")
         last = request.query.get("last")
-        names = await self.cache.metadata.catalog(None if n is None else n + 1, last)
+        if self.access is None or principal is None:
+            names = await self.cache.metadata.catalog(None if n is None else n + 1, last)
+        else:
+            # Only what the caller may pull is listed, so the page is cut after filtering.
+            names = [
+                name
+                for name in await self.cache.metadata.catalog(None, last)
+                if await self.access.may_list(principal, name)
+            ]
         headers = dict(API_VERSION_HEADERS)
         if n is not None and len(names) > n:
             names = names[:n]
             headers["Link"] = _link("/v2/_catalog", n, names[-1]) if names else ""
         return web.json_response({"repositories": names}, headers=headers)
 
-    async def manifest(self, request: web.Request, route: Route, reference: str) -> web.Response:
+    async def manifest(
+        self, request: web.Request, route: Route, reference: str, may_import: ImportCheck
+    ) -> web.Response:
         # Clients such as skopeo send one Accept line per media type.
         accepted = mediatypes.parse_accept(", ".join(request.headers.getall("Accept", [])))
-        answer = await self.cache.manifests.get(route, reference, accepted)
+        answer = await self.cache.manifests.get(route, reference, accepted, may_import)
         request["cache"] = answer.cache
         manifest = answer.manifest
         headers = {
@@ -140,7 +166,9 @@ class RegistryApi:
         # aiohttp sends the Content-Length of the body but not the body itself for HEAD.
         return web.Response(body=manifest.content, headers=headers)
 
-    async def blob(self, request: web.Request, route: Route, digest: Digest) -> web.StreamResponse:
+    async def blob(
+        self, request: web.Request, route: Route, digest: Digest, may_import: ImportCheck
+    ) -> web.StreamResponse:
         wanted = parse_range(request.headers.get("Range"))
         headers = {
             **API_VERSION_HEADERS,
@@ -152,7 +180,7 @@ class RegistryApi:
         if request.method == "HEAD":
             size = await self.cache.blobs.head(route, digest)
             return web.Response(headers={**headers, "Content-Length": str(size)})
-        source = await self.cache.blobs.open(route, digest)
+        source = await self.cache.blobs.open(route, digest, may_import)
         if isinstance(source, FillingBlob):
             request["cache"] = "miss"
             return await self._stream_fill(request, source.fill, wanted, headers)

@@ -18,6 +18,7 @@ from pullthrough.cache.fill import BlobFill
 from pullthrough.cache.follow import FollowedFill
 from pullthrough.cache.growing import GrowingBlob
 from pullthrough.cache.interprocess import FileLock, fill_paths
+from pullthrough.cache.manifests import ImportCheck, import_anything
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
 from pullthrough.cache.upstreams import Upstreams
@@ -65,17 +66,21 @@ class BlobCache:
         self._fills: dict[str, BlobFill] = {}
         self._flights: SingleFlight[GrowingBlob | StoredBlob] = SingleFlight()
 
-    async def open(self, route: Route, digest: Digest) -> StoredBlob | FillingBlob:
+    async def open(
+        self, route: Route, digest: Digest, may_import: ImportCheck = import_anything
+    ) -> StoredBlob | FillingBlob:
         key = str(digest)
         size, linked = await self._metadata.blob_for_repository(route.repository, key)
         if size is not None:
             stored = await self._stored(digest, size)
             if stored is not None:
                 if not linked:
+                    may_import(f"{route.repository}@{digest}")
                     await self._confirm_upstream(route, digest)
                 return stored
             log.warning("blob %s is recorded but its file is missing; fetching it again", key)
             await self._metadata.forget_blobs([key])
+        may_import(f"{route.repository}@{digest}")
         source: GrowingBlob | StoredBlob | None = self._fills.get(key)
         if source is None:
             source = await self._flights.run(key, lambda: self._lead_or_follow(route, digest))

@@ -30,6 +30,8 @@ from pullthrough.upstream.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
+# How long a failed fill's record stays for followers in other workers to read.
+FAILED_RECORD_SECONDS = 5.0
 # How often a broken upstream body is resumed with a Range request before the fill gives up.
 RESUME_ATTEMPTS = 5
 
@@ -83,12 +85,6 @@ class BlobFill(GrowingBlob):
             assert self.error is not None
             raise self.error
 
-    async def wait_done(self) -> None:
-        while self.state is FillState.RUNNING:
-            await self._wait_change()
-        if self.error is not None:
-            raise self.error
-
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -133,10 +129,17 @@ class BlobFill(GrowingBlob):
             if self._lock is not None:
                 self._lock.release()
             if self.state is FillState.COMMITTED and self._record_path is not None:
-                # Followers that miss the record find the committed blob instead. A failure's
-                # record stays, so every follower reads the same error.
+                # Followers that miss the record find the committed blob instead.
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._record_path)
+            elif self._record_path is not None:
+                # A failure's record stays a while, so every follower reads the same error.
+                asyncio.get_running_loop().call_later(
+                    FAILED_RECORD_SECONDS,
+                    _forget_failure,
+                    self._record_path,
+                    self.spool_path.name,
+                )
 
     def _publish(self) -> None:
         """Tell followers in other worker processes where this fill stands."""
@@ -152,8 +155,9 @@ class BlobFill(GrowingBlob):
             size=self.size,
             repository=self.repository,
             state=state,
-            error_type=type(self.error).__name__ if self.error else None,
+            error_type=FillRecord.error_type_of(self.error) if self.error else None,
             error_message=self.error.message if self.error else None,
+            error_headers=self.error.headers if self.error else {},
         ).write(self._record_path)
 
     def _fail(self, error: RegistryError) -> None:
@@ -214,6 +218,13 @@ class BlobFill(GrowingBlob):
 
     def _available(self, fd: int) -> int:
         return self.written
+
+
+def _forget_failure(record_path: Path, spool_name: str) -> None:
+    record = FillRecord.read(record_path)
+    if record is not None and record.spool == spool_name:  # not a newer fill's record
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(record_path)
 
 
 def _write_and_hash(fd: int, chunk: bytes, hasher: hashlib._Hash) -> None:

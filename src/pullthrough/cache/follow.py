@@ -86,12 +86,6 @@ class FollowedFill(GrowingBlob):
             assert self.error is not None
             raise self.error
 
-    async def wait_done(self) -> None:
-        while self.state is FillState.RUNNING:
-            await self._wait_change()
-        if self.error is not None:
-            raise self.error
-
     def _available(self, fd: int) -> int:
         return os.fstat(fd).st_size
 

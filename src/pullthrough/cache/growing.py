@@ -39,9 +39,12 @@ class GrowingBlob(ABC):
     async def wait_started(self) -> None:
         """Wait until the size is known; raise the fill's error if it failed first."""
 
-    @abstractmethod
     async def wait_done(self) -> None:
         """Wait until the blob is committed; raise the fill's error if it failed."""
+        while self.state is FillState.RUNNING:
+            await self._wait_change()
+        if self.error is not None:
+            raise self.error
 
     @abstractmethod
     def _available(self, fd: int) -> int:

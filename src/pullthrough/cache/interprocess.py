@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -114,13 +114,22 @@ class FillRecord:
     state: FillStateName = "running"
     error_type: str | None = None
     error_message: str | None = None
+    error_headers: dict[str, str] = field(default_factory=dict)
     updated_at: float = 0.0
+
+    @staticmethod
+    def error_type_of(error: RegistryError) -> str:
+        """The public class in `pullthrough.errors` nearest to `error`'s own (which may be a
+        private subclass, like the upstream client's 429)."""
+        return next(c.__name__ for c in type(error).__mro__ if c.__module__ == errors.__name__)
 
     def error(self) -> RegistryError:
         error_class = getattr(errors, self.error_type or "", None)
         if not (isinstance(error_class, type) and issubclass(error_class, RegistryError)):
             error_class = UpstreamUnavailable
-        return error_class(self.error_message or "the fill in another worker failed")
+        return error_class(
+            self.error_message or "the fill in another worker failed", headers=self.error_headers
+        )
 
     def write(self, path: Path) -> None:
         temporary = path.with_suffix(".fill-new")

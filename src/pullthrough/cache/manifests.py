@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,14 @@ log = logging.getLogger(__name__)
 # Upstream trouble that a cached copy may paper over; a 404 is an answer, not trouble.
 UPSTREAM_TROUBLE = (UpstreamUnavailable, UpstreamTimeout, TooManyRequests)
 
+# Raises DENIED when the caller may not bring `what` into the cache from upstream.
+ImportCheck = Callable[[str], None]
+
+
+def import_anything(_what: str) -> None:
+    return None
+
+
 CacheStatus = Literal["hit", "miss", "revalidated", "stale"]
 
 
@@ -58,22 +67,32 @@ class ManifestCache:
         self._missing = NegativeCache()
 
     async def get(
-        self, route: Route, reference: str, accepted: frozenset[str] | None
+        self,
+        route: Route,
+        reference: str,
+        accepted: frozenset[str] | None,
+        may_import: ImportCheck = import_anything,
     ) -> ManifestAnswer:
+        """The manifest for a tag or digest; `may_import` is asked before anything not yet
+        cached is fetched (refreshing a cached tag is part of pulling it)."""
         if Digest.is_digest(reference):
-            return await self._by_digest(route, str(Digest.parse(reference)))
+            return await self._by_digest(route, str(Digest.parse(reference)), may_import)
         validate_tag(reference)
-        answer = await self._by_tag(route, reference)
+        answer = await self._by_tag(route, reference, may_import)
         if mediatypes.accepts(accepted, answer.manifest.media_type):
             return answer
+        may_import(f"{route.repository}:{reference} as {', '.join(sorted(accepted or ()))}")
         return await self._for_narrow_accept(route, reference, accepted or frozenset())
 
-    async def _by_digest(self, route: Route, digest: str) -> ManifestAnswer:
+    async def _by_digest(
+        self, route: Route, digest: str, may_import: ImportCheck
+    ) -> ManifestAnswer:
         stored = await self._metadata.manifest_in_repository(route.repository, digest)
         if stored is not None:
             return ManifestAnswer(stored, "hit")
         key = ("digest", route.repository, digest)
         self._missing.check(key)
+        may_import(f"{route.repository}@{digest}")
         return await self._answers.run(key, lambda: self._fetch_digest(route, digest))
 
     async def _fetch_digest(self, route: Route, digest: str) -> ManifestAnswer:
@@ -84,13 +103,14 @@ class ManifestCache:
             manifest = await self._fetch(route, digest, mediatypes.UPSTREAM_ACCEPT, expect=digest)
             return ManifestAnswer(manifest, "miss")
 
-    async def _by_tag(self, route: Route, tag: str) -> ManifestAnswer:
+    async def _by_tag(self, route: Route, tag: str, may_import: ImportCheck) -> ManifestAnswer:
         tagged = await self._metadata.tag(route.repository, tag)
         if tagged is not None and time.time() - tagged.checked_at < route.rule.tag_ttl:
             return ManifestAnswer(tagged.manifest, "hit")
         key = ("tag", route.repository, tag)
         if tagged is None:
             self._missing.check(key)
+            may_import(f"{route.repository}:{tag}")
         return await self._answers.run(key, lambda: self._refresh_tag(route, tag))
 
     async def _refresh_tag(self, route: Route, tag: str) -> ManifestAnswer:
@@ -115,8 +135,16 @@ class ManifestCache:
                     return ManifestAnswer(tagged.manifest, "revalidated")
             manifest = await self._fetch(route, tag, mediatypes.UPSTREAM_ACCEPT)
         except UPSTREAM_TROUBLE as exc:
-            if tagged is None or not self._may_serve_stale(route, tagged.checked_at):
+            if tagged is None:
                 raise
+            if not self._may_serve_stale(route, tagged.checked_at):
+                age = time.time() - tagged.checked_at
+                raise type(exc)(
+                    f"{exc.message}; the cached copy, last confirmed {age:.0f}s ago, is older "
+                    f"than max_stale ({route.rule.max_stale:g}s)",
+                    detail=exc.detail,
+                    headers=exc.headers,
+                ) from exc
             log.warning(
                 "serving stale %s:%s: %s",
                 route.repository,
@@ -148,13 +176,24 @@ class ManifestCache:
     ) -> StoredManifest:
         """GET a manifest upstream, verify it, store it; remember a 404 briefly."""
         client = self._upstreams.client(route.rule)
+        log.debug(
+            "fetching %s:%s from %s",
+            route.upstream_repository,
+            reference,
+            client.host,
+            extra={"repository": route.repository, "reference": reference},
+        )
         try:
             fetched = await client.get_manifest(route.upstream_repository, reference, accept)
         except (ManifestUnknown, NameUnknown) as exc:
-            kind = "digest" if expect else "tag"
-            self._missing.remember(
-                (kind, route.repository, reference), exc, route.rule.negative_ttl
-            )
+            # A 401 means the credential was refused, not that the thing is missing: fixing
+            # the secret must take effect on the next pull, so it is not remembered.
+            refused = isinstance(exc.detail, dict) and exc.detail.get("status") == 401
+            if not refused:
+                kind = "digest" if expect else "tag"
+                self._missing.remember(
+                    (kind, route.repository, reference), exc, route.rule.negative_ttl
+                )
             raise
         actual = str(Digest.of(fetched.content))
         if expect is not None and actual != expect:

@@ -9,10 +9,18 @@ from collections.abc import Sequence
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
+from pullthrough.access.rule_credentials import StoredCredentials
+from pullthrough.access.sealing import SecretKeySource
+from pullthrough.access.secrets import SecretStore
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.upstream.client import RegistryClient, RetryPolicy, UpstreamTimeouts
-from pullthrough.upstream.credentials import CredentialSource
+from pullthrough.upstream.credentials import (
+    CredentialProvider,
+    CredentialSource,
+    FixedCredential,
+    SourceCredential,
+)
 from pullthrough.upstream.ratelimit import RateLimitState
 from pullthrough.upstream.tokens import TokenCache
 
@@ -34,12 +42,21 @@ class Upstreams:
         )
         retry = RetryPolicy(attempts=settings.upstream_retries)
         shared = SharedUpstreamState(metadata) if metadata is not None else None
+        # With a database, secrets come from the store (the environment as fallback) and are
+        # looked up as clients authenticate, so a rotation needs no restart.
+        stored = (
+            StoredCredentials(
+                SecretStore(metadata, SecretKeySource(settings.data_dir.resolve())), credentials
+            )
+            if metadata is not None
+            else None
+        )
         self._clients = {
             rule.prefix: RegistryClient(
                 session,
                 rule.upstream,
                 name=rule.prefix,
-                credential=credentials.lookup(rule.credential) if rule.credential else None,
+                credentials=_credential_of(rule, credentials, stored),
                 timeouts=timeouts,
                 retry=retry,
                 tokens=tokens,
@@ -58,6 +75,16 @@ class Upstreams:
         """Save what the clients have pending; before the session and metadata close."""
         for client in self._clients.values():
             await client.close()
+
+
+def _credential_of(
+    rule: RuleConfig, source: CredentialSource, stored: StoredCredentials | None
+) -> CredentialProvider:
+    if not rule.credential:
+        return FixedCredential(None)
+    if stored is not None:
+        return stored.secret(rule.credential)
+    return SourceCredential(source, rule.credential)
 
 
 class SharedUpstreamState:

@@ -88,3 +88,54 @@ repository_blobs = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
     Column("digest", String(150), primary_key=True),
 )
+
+# What each rule's upstream last said that all worker processes must know: until when a 429
+# asked not to be sent requests, and its last reported rate limit (Docker Hub's headers).
+upstream_state = Table(
+    "upstream_state",
+    metadata,
+    Column("prefix", String(255), primary_key=True),
+    Column("blocked_until", Float, nullable=True),
+    Column("ratelimit_limit", Integer, nullable=True),
+    Column("ratelimit_remaining", Integer, nullable=True),
+    Column("ratelimit_window", Integer, nullable=True),  # seconds
+    Column("ratelimit_source", String(255), nullable=True),  # the IP or account counted
+    Column("ratelimit_seen_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Who may use the cache: users (bcrypt-hashed passwords) and API keys (sha256 of a random key).
+principals = Table(
+    "principals",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "user" or "apikey"
+    Column("secret_hash", String(255), nullable=False),
+    Column("org", String(128), nullable=True),
+    Column("groups", String(2048), nullable=False),  # JSON list
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# The one registry policy document (id 1), as JSON text.
+registry_policy = Table(
+    "registry_policy",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("document", String, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Upstream credentials, sealed with AES-GCM (access/secrets.py): never in clear text here. The
+# name is the associated data, so a row copied under another name does not decrypt; `key_id`
+# tells "sealed under another key" apart from "tampered with".
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event, func, select, text
+from sqlalchemy import Table, case, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
@@ -29,6 +30,57 @@ class StoredManifest:
 class TaggedManifest:
     manifest: StoredManifest
     checked_at: float
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite database file `path`."""
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStateRecord:
+    """What one rule's upstream last said: a 429's block and its reported rate limit."""
+
+    prefix: str
+    blocked_until: float | None
+    ratelimit_limit: int | None
+    ratelimit_remaining: int | None
+    ratelimit_window: int | None
+    ratelimit_source: str | None
+    ratelimit_seen_at: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTotals:
+    """How much the cache holds."""
+
+    repositories: int
+    manifests: int
+    tags: int
+    blobs: int
+    blob_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRecord:
+    """A sealed secret as stored; only access/secrets.py can open it."""
+
+    name: str
+    nonce: bytes = field(repr=False)
+    ciphertext: bytes = field(repr=False)
+    key_id: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SecretListing:
+    """A secret's name and timestamps: all that is ever shown of it."""
+
+    name: str
+    created_at: float
+    updated_at: float
 
 
 def _manifest_from_row(row: Any) -> StoredManifest:
@@ -278,3 +330,153 @@ class MetadataStore:
             return
         async with self.engine.begin() as conn:
             await conn.execute(schema.blobs.delete().where(schema.blobs.c.digest.in_(chosen)))
+
+    # Upstream state, shared by the worker processes
+
+    async def _upsert(self, table: Table, values: dict[str, Any], update: dict[str, Any]) -> None:
+        """Insert `values`, or apply `update` to the row with the same primary key."""
+        async with self.engine.begin() as conn:
+            stmt: Any
+            if conn.dialect.name == "postgresql":
+                stmt = postgresql.insert(table).values(**values)
+            else:
+                stmt = sqlite.insert(table).values(**values)
+            stmt = stmt.on_conflict_do_update(index_elements=list(table.primary_key), set_=update)
+            await conn.execute(stmt)
+
+    async def upstream_blocked_until(self, prefix: str) -> float | None:
+        """Until when the upstream of rule `prefix` asked (429) not to be sent requests."""
+        u = schema.upstream_state
+        query = select(u.c.blocked_until).where(u.c.prefix == prefix)
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        return None if value is None else float(value)
+
+    async def block_upstream(self, prefix: str, until: float) -> None:
+        """Record a 429's block of rule `prefix`'s upstream; a later block already there stays."""
+        u = schema.upstream_state
+        now = time.time()
+        later = case((u.c.blocked_until > until, u.c.blocked_until), else_=until)
+        await self._upsert(
+            u,
+            {"prefix": prefix, "blocked_until": until, "updated_at": now},
+            {"blocked_until": later, "updated_at": now},
+        )
+
+    async def save_rate_limit(
+        self,
+        prefix: str,
+        *,
+        limit: int | None,
+        remaining: int | None,
+        window: int | None,
+        source: str | None,
+        seen_at: float,
+    ) -> None:
+        """Record the rate limit the upstream of rule `prefix` reported at `seen_at`."""
+        quota = {
+            "ratelimit_limit": limit,
+            "ratelimit_remaining": remaining,
+            "ratelimit_window": window,
+            "ratelimit_source": source,
+            "ratelimit_seen_at": seen_at,
+            "updated_at": time.time(),
+        }
+        await self._upsert(schema.upstream_state, {"prefix": prefix, **quota}, quota)
+
+    async def upstream_states(self) -> list[UpstreamStateRecord]:
+        u = schema.upstream_state
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(u).order_by(u.c.prefix))
+            return [
+                UpstreamStateRecord(
+                    prefix=row.prefix,
+                    blocked_until=row.blocked_until,
+                    ratelimit_limit=row.ratelimit_limit,
+                    ratelimit_remaining=row.ratelimit_remaining,
+                    ratelimit_window=row.ratelimit_window,
+                    ratelimit_source=row.ratelimit_source,
+                    ratelimit_seen_at=row.ratelimit_seen_at,
+                    updated_at=row.updated_at,
+                )
+                for row in rows
+            ]
+
+    # Totals
+
+    async def cache_totals(self) -> CacheTotals:
+        def count(table: Table) -> Any:
+            return select(func.count()).select_from(table).scalar_subquery()
+
+        query = select(
+            count(schema.repositories).label("repositories"),
+            count(schema.manifests).label("manifests"),
+            count(schema.tags).label("tags"),
+            count(schema.blobs).label("blobs"),
+            select(func.coalesce(func.sum(schema.blobs.c.size), 0))
+            .scalar_subquery()
+            .label("blob_bytes"),
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return CacheTotals(
+            repositories=int(row.repositories),
+            manifests=int(row.manifests),
+            tags=int(row.tags),
+            blobs=int(row.blobs),
+            blob_bytes=int(row.blob_bytes),
+        )
+
+    # Secrets (sealed upstream credentials; see access/secrets.py)
+
+    async def save_secret(self, name: str, *, nonce: bytes, ciphertext: bytes, key_id: str) -> bool:
+        """Store a sealed secret under `name`, replacing any; True when it is new."""
+        s = schema.secrets
+        now = time.time()
+        values = {
+            "name": name,
+            "nonce": nonce,
+            "ciphertext": ciphertext,
+            "key_id": key_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.engine.begin() as conn:
+            existed = (await conn.execute(select(s.c.name).where(s.c.name == name))).first()
+            stmt: Any = (
+                postgresql.insert(s) if conn.dialect.name == "postgresql" else sqlite.insert(s)
+            ).values(**values)
+            replace = {k: v for k, v in values.items() if k not in ("name", "created_at")}
+            stmt = stmt.on_conflict_do_update(index_elements=[s.c.name], set_=replace)
+            await conn.execute(stmt)
+        return existed is None
+
+    async def secret(self, name: str) -> SecretRecord | None:
+        s = schema.secrets
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(s).where(s.c.name == name))).first()
+        if row is None:
+            return None
+        return SecretRecord(
+            name=row.name,
+            nonce=bytes(row.nonce),
+            ciphertext=bytes(row.ciphertext),
+            key_id=row.key_id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def secret_listing(self) -> list[SecretListing]:
+        """Every secret's name and timestamps, by name; never the sealed value."""
+        s = schema.secrets
+        query = select(s.c.name, s.c.created_at, s.c.updated_at).order_by(s.c.name)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [SecretListing(row.name, row.created_at, row.updated_at) for row in rows]
+
+    async def delete_secret(self, name: str) -> bool:
+        """Forget the secret `name`; False when there was none."""
+        s = schema.secrets
+        async with self.engine.begin() as conn:
+            result = await conn.execute(s.delete().where(s.c.name == name))
+        return bool(result.rowcount)

@@ -2,6 +2,8 @@
 
     <data_dir>/
     ├── metadata.sqlite          SQLite metadata (when no database URL is configured)
+    ├── secret.key               AES-GCM key of the upstream secret store (0600)
+    ├── token.key                HS256 key signing client tokens (0600)
     ├── tmp/                     fills in progress: <random>.part, emptied at start
     └── blobs/                   content-addressed, immutable once renamed into place
         └── sha256/

@@ -2,7 +2,13 @@
 
 from pullthrough.upstream.blob import UpstreamBlob
 from pullthrough.upstream.client import ManifestHead, RegistryClient, UpstreamManifest
-from pullthrough.upstream.credentials import Credential, CredentialSource, EnvCredentialSource
+from pullthrough.upstream.credentials import (
+    Credential,
+    CredentialProvider,
+    CredentialSource,
+    EnvCredentialSource,
+    FixedCredential,
+)
 from pullthrough.upstream.faults import UpstreamTooManyRequests
 from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
@@ -10,8 +16,10 @@ from pullthrough.upstream.tokens import TokenCache
 
 __all__ = [
     "Credential",
+    "CredentialProvider",
     "CredentialSource",
     "EnvCredentialSource",
+    "FixedCredential",
     "ManifestHead",
     "RateLimitState",
     "RegistryClient",

@@ -16,7 +16,7 @@ from yarl import URL
 
 from pullthrough.errors import Denied, UpstreamInvalid, UpstreamUnavailable
 from pullthrough.upstream.challenge import Challenge
-from pullthrough.upstream.credentials import Credential
+from pullthrough.upstream.credentials import Credential, CredentialProvider
 from pullthrough.upstream.faults import (
     ERROR_BODY_LIMIT,
     UpstreamName,
@@ -46,7 +46,7 @@ class UpstreamAuth:
         upstream: UpstreamName,
         origin: URL,
         *,
-        credential: Credential | None,
+        credentials: CredentialProvider,
         tokens: TokenCache,
         timeouts: UpstreamTimeouts,
         user_agent: str,
@@ -54,11 +54,13 @@ class UpstreamAuth:
         self._session = session
         self._upstream = upstream
         self._origin = origin
-        self._credential = credential
+        self._credentials = credentials
+        # The credential as the provider last gave it (None: anonymous), and its Basic header.
+        self.credential: Credential | None = None
+        self._basic_header: str | None = None
         self._tokens = tokens
         self._timeouts = timeouts
         self._user_agent = user_agent
-        self._basic_header = _basic(credential) if credential is not None else None
         self._uses_basic = False
         self._bearer: Challenge | None = None  # the last Bearer challenge: realm and service
         self._scopes: dict[str, str] = {}  # repo -> scope the upstream asked for, if not default
@@ -66,16 +68,26 @@ class UpstreamAuth:
     async def authorization(self, repo: str) -> str | None:
         """The header to send up front: Basic or a (cached or fetched) token once the upstream has
         shown which it wants; None (anonymous) until then."""
+        await self._refresh()
         if self._uses_basic:
             return self._basic_header
         if self._bearer is None:
             return None
         return await self._bearer_header(self._bearer, self._scope(repo))
 
+    async def _refresh(self) -> None:
+        """Take the provider's current credential: a rotated secret is used from the next
+        request on, and (the account being part of the token key) no token fetched with the
+        old one is."""
+        credential = await self._credentials.current()
+        if credential != self.credential:
+            self.credential = credential
+            self._basic_header = _basic(credential) if credential is not None else None
+
     def refused(self, repo: str, authorization: str | None) -> None:
         """The upstream answered 401 to `authorization`: never send that token again."""
         if authorization is not None and authorization.startswith("Bearer "):
-            key = self._key(self._scope(repo))
+            key = self._key(self._scope(repo), self.credential)
             self._tokens.drop(key, authorization.removeprefix("Bearer "))
 
     async def answer(self, challenges: list[Challenge], repo: str) -> str | None:
@@ -96,17 +108,20 @@ class UpstreamAuth:
     def _scope(self, repo: str) -> str:
         return self._scopes.get(repo) or default_scope(repo)
 
-    def _key(self, scope: str) -> TokenKey:
-        account = self._credential.username if self._credential is not None else ""
+    def _key(self, scope: str, credential: Credential | None) -> TokenKey:
+        account = credential.account if credential is not None else ""
         return TokenKey(self._upstream.host, scope, account)
 
     async def _bearer_header(self, challenge: Challenge, scope: str) -> str:
+        credential = self.credential  # the token is fetched with, and kept for, this one
         token = await self._tokens.get(
-            self._key(scope), lambda: self._fetch_token(challenge, scope)
+            self._key(scope, credential), lambda: self._fetch_token(challenge, scope, credential)
         )
         return f"Bearer {token}"
 
-    async def _fetch_token(self, challenge: Challenge, scope: str) -> Token:
+    async def _fetch_token(
+        self, challenge: Challenge, scope: str, credential: Credential | None
+    ) -> Token:
         realm = URL(challenge.param("realm") or "")
         if not realm.absolute or realm.scheme not in ("http", "https"):
             raise UpstreamInvalid(
@@ -120,12 +135,11 @@ class UpstreamAuth:
         query.extend(("scope", part) for part in scope.split())
         url = realm.with_query(query)
         headers = {"User-Agent": self._user_agent}
-        # Credentials go to an https realm (Docker Hub's is auth.docker.io) or the upstream itself,
-        # never in clear text to some other host.
-        if self._basic_header is not None and (
-            realm.scheme == "https" or realm.origin() == self._origin
-        ):
-            headers["Authorization"] = self._basic_header
+        # Credentials go to an https realm (Docker Hub's is auth.docker.io) or to the upstream's
+        # own host (a self-hosted token service often listens on another port of it), never in
+        # clear text to some other host.
+        if credential is not None and (realm.scheme == "https" or realm.host == self._origin.host):
+            headers["Authorization"] = _basic(credential)
         doing = f"fetching a token for {scope} from {realm.host}"
         timeout = aiohttp.ClientTimeout(
             total=self._timeouts.total_manifest,
@@ -143,7 +157,7 @@ class UpstreamAuth:
             ) as response:
                 if response.status != 200:
                     body = await read_at_most(response, ERROR_BODY_LIMIT)
-                    raise self._refusal(response, body, scope, realm)
+                    raise self._refusal(response, body, scope, realm, credential)
                 body = await read_at_most(response, TOKEN_BODY_LIMIT)
         except (aiohttp.ClientError, TimeoutError) as exc:
             translated = translate_exception(
@@ -158,13 +172,18 @@ class UpstreamAuth:
         return token
 
     def _refusal(
-        self, response: aiohttp.ClientResponse, body: bytes, scope: str, realm: URL
+        self,
+        response: aiohttp.ClientResponse,
+        body: bytes,
+        scope: str,
+        realm: URL,
+        credential: Credential | None,
     ) -> Exception:
         status = response.status
         if status in (401, 403):
             who = (
-                f"the rule credential (user {self._credential.username!r})"
-                if self._credential is not None
+                f"the rule credential (user {credential.username!r})"
+                if credential is not None
                 else "anonymous access"
             )
             return Denied(
@@ -181,7 +200,7 @@ class UpstreamAuth:
                 what=f"a token for {scope} from {realm.host}",
                 repo=scope,
                 missing=UpstreamUnavailable,
-                credential=self._credential,
+                credential=credential,
             )
         return UpstreamUnavailable(
             f"{self._upstream}: token service {realm.host} answered {status} for {scope}",

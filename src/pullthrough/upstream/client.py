@@ -25,10 +25,11 @@ from pullthrough.oci.digest import Digest
 from pullthrough.oci.mediatypes import OCI_INDEX
 from pullthrough.upstream.auth import UpstreamAuth
 from pullthrough.upstream.blob import UpstreamBlob
-from pullthrough.upstream.credentials import Credential
+from pullthrough.upstream.credentials import Credential, CredentialProvider, FixedCredential
 from pullthrough.upstream.faults import UpstreamName, read_at_most
 from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
+from pullthrough.upstream.throttle import Throttle, ThrottleStore
 from pullthrough.upstream.tokens import TokenCache
 from pullthrough.upstream.transport import UpstreamTransport
 
@@ -78,7 +79,13 @@ class ManifestHead:
 
 
 class RegistryClient:
-    """A client for one upstream registry, over a shared `aiohttp.ClientSession` it does not own."""
+    """A client for one upstream registry, over a shared `aiohttp.ClientSession` it does not own.
+
+    With a `shared_state`, a 429's Retry-After is honoured by every client of that upstream
+    sharing it (all worker processes), and rate-limit headers are saved there. The credential is
+    fixed (`credential`) or asked of `credentials` each time the client authenticates, so a
+    rotated secret is used without a restart.
+    """
 
     def __init__(
         self,
@@ -87,13 +94,17 @@ class RegistryClient:
         *,
         name: str,
         credential: Credential | None = None,
+        credentials: CredentialProvider | None = None,
         timeouts: UpstreamTimeouts = UpstreamTimeouts(),  # noqa: B008 - frozen, safe to share
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, safe to share
         tokens: TokenCache | None = None,
+        shared_state: ThrottleStore | None = None,
     ) -> None:
         base = URL(base_url.rstrip("/"))
         if not base.absolute or base.scheme not in ("http", "https") or not base.host:
             raise ValueError(f"upstream {name}: {base_url!r} is not an http(s) URL")
+        if credential is not None and credentials is not None:
+            raise ValueError(f"upstream {name}: give a credential or a provider, not both")
         self.name = name
         self.base_url = str(base)
         self.host = base.host_port_subcomponent or base.host
@@ -105,7 +116,7 @@ class RegistryClient:
             session,
             self._upstream,
             self._origin,
-            credential=credential,
+            credentials=credentials if credentials is not None else FixedCredential(credential),
             tokens=tokens if tokens is not None else TokenCache(),
             timeouts=timeouts,
             user_agent=USER_AGENT,
@@ -115,9 +126,9 @@ class RegistryClient:
             self._upstream,
             self._origin,
             auth,
-            credential=credential,
             timeouts=timeouts,
             retry=retry,
+            throttle=Throttle(self._upstream, shared_state),
         )
         self._bounded = aiohttp.ClientTimeout(
             total=timeouts.total_manifest, sock_connect=timeouts.connect, sock_read=timeouts.read
@@ -131,6 +142,15 @@ class RegistryClient:
     def rate_limit(self) -> RateLimitState:
         """Docker Hub's quota as last reported by this upstream (all None until it says)."""
         return self._transport.rate_limit
+
+    @property
+    def blocked_until(self) -> float | None:
+        """Until when (epoch seconds) this upstream asked, with a 429, not to be sent requests."""
+        return self._transport.throttle.blocked_until
+
+    async def close(self) -> None:
+        """Save what is pending (the last rate-limit state); the session is not ours to close."""
+        await self._transport.throttle.close()
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.name!r}, {self.base_url!r})"

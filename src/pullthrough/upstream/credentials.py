@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -19,11 +20,50 @@ class Credential:
     username: str
     password: str = field(repr=False)
 
+    @property
+    def account(self) -> str:
+        """Whose tokens these are: the username and a digest of the password under a key that
+        is random per process (so it reveals nothing), so that after a rotation no token
+        fetched with the old password is reused."""
+        digest = hashlib.blake2b(self.password.encode(), key=_ACCOUNT_KEY, digest_size=8)
+        return f"{self.username}#{digest.hexdigest()}"
+
+
+_ACCOUNT_KEY = os.urandom(16)
+
 
 class CredentialSource(Protocol):
     """Resolves a rule's secret name (e.g. `pullthrough/docker-hub`) to a credential."""
 
     def lookup(self, name: str) -> Credential | None: ...
+
+
+class CredentialProvider(Protocol):
+    """One rule's credential as it is now: asked each time the client authenticates, so a
+    rotated secret is used without a restart."""
+
+    async def current(self) -> Credential | None: ...
+
+
+class FixedCredential:
+    """A credential that never changes (or none: anonymous)."""
+
+    def __init__(self, credential: Credential | None) -> None:
+        self._credential = credential
+
+    async def current(self) -> Credential | None:
+        return self._credential
+
+
+class SourceCredential:
+    """The secret `name`, looked up in a `CredentialSource` each time it is asked for."""
+
+    def __init__(self, source: CredentialSource, name: str) -> None:
+        self._source = source
+        self._name = name
+
+    async def current(self) -> Credential | None:
+        return self._source.lookup(self._name)
 
 
 class EnvCredentialSource:

@@ -133,11 +133,9 @@ def status_error(
     if status == 429:
         raw = headers.get("Retry-After")
         retry_after = parse_retry_after(raw)
-        wait = (
-            f"; it asks to retry after {_seconds(retry_after)}" if retry_after is not None else ""
-        )
+        # When to retry is the throttle's to say (throttle.py): a 429 without Retry-After waits too.
         return UpstreamTooManyRequests(
-            f"{upstream} is rate-limiting requests (429) for {what}{wait}{said}",
+            f"{upstream} is rate-limiting requests (429) for {what}{said}",
             retry_after=retry_after,
             detail=detail,
             headers={"Retry-After": raw} if raw is not None else None,

@@ -1,8 +1,9 @@
 """One logical request to an upstream: authentication, redirects, retries, failures.
 
 `UpstreamTransport` sends a request as the upstream's auth asks (answering a 401 once), follows
-redirects by hand so `Authorization` never reaches another host, records rate-limit headers, and
-retries transient failures with backoff. What the responses mean is the registry client's
+redirects by hand so `Authorization` never reaches another host, retries transient failures with
+backoff, and sends nothing while the upstream's 429 `Retry-After` runs (throttle.py, which also
+records rate-limit headers). What the responses mean is the registry client's
 business (client.py).
 """
 
@@ -19,11 +20,11 @@ from yarl import URL
 from pullthrough.errors import NameUnknown, RegistryError, UpstreamInvalid
 from pullthrough.upstream.auth import UpstreamAuth
 from pullthrough.upstream.challenge import parse_challenges
-from pullthrough.upstream.credentials import Credential
 from pullthrough.upstream.faults import (
     ERROR_BODY_LIMIT,
     Transient,
     UpstreamName,
+    UpstreamTooManyRequests,
     read_at_most,
     status_error,
     translate_exception,
@@ -31,6 +32,7 @@ from pullthrough.upstream.faults import (
 )
 from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
+from pullthrough.upstream.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ T = TypeVar("T")
 
 
 class UpstreamTransport:
-    """Requests to one upstream, over a shared session; `rate_limit` is the last quota seen."""
+    """Requests to one upstream, over a shared session, as its `throttle` allows."""
 
     def __init__(
         self,
@@ -50,18 +52,22 @@ class UpstreamTransport:
         origin: URL,
         auth: UpstreamAuth,
         *,
-        credential: Credential | None,
         timeouts: UpstreamTimeouts,
         retry: RetryPolicy,
+        throttle: Throttle,
     ) -> None:
-        self.rate_limit = RateLimitState()
+        self.throttle = throttle
         self._session = session
         self._upstream = upstream
         self._origin = origin
         self._auth = auth
-        self._credential = credential
         self._timeouts = timeouts
         self._retry = retry
+
+    @property
+    def rate_limit(self) -> RateLimitState:
+        """The last quota the upstream reported."""
+        return self.throttle.rate_limit
 
     async def call(self, doing: str, attempt: Callable[[], Awaitable[T]], total: float | None) -> T:
         """`attempt()` until it succeeds, fails for good, or `retry.attempts` transient failures."""
@@ -106,7 +112,9 @@ class UpstreamTransport:
     ) -> aiohttp.ClientResponse:
         """The final response to `method url`, authenticated as the upstream asks; the caller
         releases it. A 401 is answered once; a second 401 means the repository is out of reach.
+        While the upstream's 429 `Retry-After` runs, nothing is sent: UpstreamTooManyRequests.
         """
+        await self.throttle.check()
         authorization = await self._auth.authorization(repo)
         answered = False
         while True:
@@ -123,7 +131,7 @@ class UpstreamTransport:
                 if answered:
                     continue
             raise NameUnknown(
-                unauthorized_message(self._upstream, repo, self._credential),
+                unauthorized_message(self._upstream, repo, self._auth.credential),
                 detail={"upstream": self._upstream.name, "status": 401},
             )
 
@@ -151,9 +159,11 @@ class UpstreamTransport:
                 # Digests are over the bytes as stored; never let a Content-Encoding alter them.
                 auto_decompress=False,
             )
-            state = RateLimitState.from_headers(response.headers)
-            if state is not None:
-                self.rate_limit = state
+            try:
+                await self.throttle.observe(response.status, response.headers)
+            except BaseException:
+                response.close()
+                raise
             location = response.headers.get("Location")
             if response.status not in _REDIRECT_STATUSES or not location:
                 return response
@@ -172,7 +182,7 @@ class UpstreamTransport:
     ) -> NoReturn:
         """Raise the error `response`'s status means for `what` (`missing` for a plain 404)."""
         body = b"" if response.method == "HEAD" else await read_at_most(response, ERROR_BODY_LIMIT)
-        raise status_error(
+        error = status_error(
             response.status,
             response.headers,
             body,
@@ -180,8 +190,12 @@ class UpstreamTransport:
             what=what,
             repo=repo,
             missing=missing,
-            credential=self._credential,
+            credential=self._auth.credential,
         )
+        if isinstance(error, UpstreamTooManyRequests):
+            # The throttle blocked the upstream when the 429 arrived; say until when.
+            raise self.throttle.refusal(error.message)
+        raise error
 
 
 async def _discard(response: aiohttp.ClientResponse) -> None:

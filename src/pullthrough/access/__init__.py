@@ -1,0 +1,1 @@
+"""Access: client authentication, tokens, registry policy, and the secret store."""

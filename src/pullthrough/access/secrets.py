@@ -1,0 +1,179 @@
+"""The secret store: named upstream credentials, sealed with AES-GCM in the metadata database.
+
+A secret (e.g. `pullthrough/docker-hub`) holds `{"username": …, "accessToken": …}`, the shape
+ECR's pull-through cache uses (`password` is accepted for `accessToken`). Values go in with
+`put` and come out only as a `Credential` for the upstream client, whose repr hides the
+password; `list` gives names and timestamps, never values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from pullthrough.access.sealing import SealBroken, SecretKey, SecretKeyError, SecretKeySource
+from pullthrough.metadata.store import MetadataStore, SecretListing
+from pullthrough.upstream.credentials import Credential
+
+__all__ = [
+    "SecretError",
+    "SecretListing",
+    "SecretStore",
+    "SecretUnreadable",
+    "SecretValueInvalid",
+    "credential_from_json",
+    "open_secret_store",
+]
+
+# AWS Secrets Manager's alphabet, so ECR-style names (`ecr-pullthroughcache/docker-hub`) fit.
+_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,255}$")
+_USERNAME = "username"
+_TOKEN = "accessToken"  # noqa: S105 - a field name
+_TOKEN_ALIAS = "password"  # noqa: S105 - a field name
+_FIELDS = (_USERNAME, _TOKEN, _TOKEN_ALIAS)
+
+
+class SecretError(Exception):
+    """Something about a secret the operator must fix; the message says what, never a value."""
+
+
+class SecretValueInvalid(SecretError):
+    """A value that is not `{"username": …, "accessToken": …}`, or a malformed name."""
+
+
+class SecretUnreadable(SecretError):
+    """A stored secret that cannot be opened: no key, another key, or a tampered row."""
+
+
+def validate_secret_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise SecretValueInvalid(
+            f"{name[:80]!r} is not a secret name: use 1-255 letters, digits and / _ + = . @ - "
+            "(e.g. pullthrough/docker-hub)"
+        )
+    return name
+
+
+def credential_from_json(text: str | bytes) -> Credential:
+    """The credential in a secret's JSON value. Errors name fields, never echo values."""
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise SecretValueInvalid(
+            'the secret value is not JSON: give {"username": "…", "accessToken": "…"}'
+        ) from None
+    if not isinstance(document, dict):
+        raise SecretValueInvalid(
+            'the secret value must be a JSON object: {"username": "…", "accessToken": "…"}'
+        )
+    unknown = sorted(str(key) for key in document if key not in _FIELDS)
+    if unknown:
+        raise SecretValueInvalid(
+            f"unknown field(s) {', '.join(repr(k[:40]) for k in unknown)} in the secret value; "
+            f"it holds {_USERNAME!r} and {_TOKEN!r} (or {_TOKEN_ALIAS!r})"
+        )
+    if _TOKEN in document and _TOKEN_ALIAS in document:
+        raise SecretValueInvalid(
+            f"give either {_TOKEN!r} or {_TOKEN_ALIAS!r} in the secret value, not both"
+        )
+    username = document.get(_USERNAME)
+    token = document.get(_TOKEN, document.get(_TOKEN_ALIAS))
+    if not isinstance(username, str) or not username:
+        raise SecretValueInvalid(f"the secret value needs a non-empty string {_USERNAME!r}")
+    if not isinstance(token, str) or not token:
+        raise SecretValueInvalid(
+            f"the secret value needs a non-empty string {_TOKEN!r} (or {_TOKEN_ALIAS!r})"
+        )
+    if ":" in username:
+        raise SecretValueInvalid(f"{_USERNAME!r} cannot contain ':' (HTTP Basic splits on it)")
+    return Credential(username, token)
+
+
+def credential_to_json(credential: Credential) -> bytes:
+    return json.dumps(
+        {_USERNAME: credential.username, _TOKEN: credential.password}, separators=(",", ":")
+    ).encode("utf-8")
+
+
+class SecretStore:
+    """Named credentials in the metadata database, sealed with the key from `keys`."""
+
+    def __init__(self, metadata: MetadataStore, keys: SecretKeySource) -> None:
+        self._metadata = metadata
+        self._keys = keys
+
+    def __repr__(self) -> str:
+        return f"SecretStore(key from {self._keys.describe()})"
+
+    async def put(self, name: str, value: Credential) -> bool:
+        """Store `value` under `name` (replacing any); True when the secret is new.
+
+        The key is created on first use when there is none.
+        """
+        validate_secret_name(name)
+        key = await self._key(create=True)
+        assert key is not None  # created when missing
+        nonce, ciphertext = key.seal(name, credential_to_json(value))
+        return await self._metadata.save_secret(
+            name, nonce=nonce, ciphertext=ciphertext, key_id=key.key_id
+        )
+
+    async def get(self, name: str) -> Credential | None:
+        """The credential stored as `name`, None when there is none; SecretUnreadable when it
+        is there but cannot be opened."""
+        record = await self._metadata.secret(name)
+        if record is None:
+            return None
+        key = await self._key(create=False)
+        if key is None:
+            raise SecretUnreadable(
+                f"secret {name!r} is stored but there is no key to open it: set the "
+                f"PULLTHROUGH_SECRET_KEY it was stored with, or restore {self._keys.key_file} "
+                f"from backup (or store it again with `pullthrough secrets put {name}`)"
+            )
+        if record.key_id != key.key_id:
+            raise SecretUnreadable(
+                f"secret {name!r} was stored under another key than {key.source} "
+                f"(key id {record.key_id}, this key is {key.key_id}): use the key it was stored "
+                f"with, or store it again with `pullthrough secrets put {name}`"
+            )
+        try:
+            plaintext = key.open(name, record.nonce, record.ciphertext)
+        except SealBroken:
+            raise SecretUnreadable(
+                f"secret {name!r} fails authentication: its database row was altered or copied "
+                f"from another secret; store it again with `pullthrough secrets put {name}`"
+            ) from None
+        try:
+            return credential_from_json(plaintext)
+        except SecretValueInvalid as exc:
+            raise SecretUnreadable(f"secret {name!r} holds an unusable value: {exc}") from None
+
+    async def list(self) -> list[SecretListing]:
+        """Names and timestamps of every secret, by name; values are never listed."""
+        return await self._metadata.secret_listing()
+
+    async def delete(self, name: str) -> bool:
+        """Forget the secret `name`; False when there was none."""
+        return await self._metadata.delete_secret(name)
+
+    async def _key(self, *, create: bool) -> SecretKey | None:
+        # Reading (or creating and fsyncing) the key file is blocking I/O: off the event loop.
+        try:
+            return await asyncio.to_thread(self._keys.load, create=create)
+        except SecretKeyError as exc:
+            raise SecretError(str(exc)) from None
+
+
+@asynccontextmanager
+async def open_secret_store(data_dir: Path, database_url: str) -> AsyncIterator[SecretStore]:
+    """A secret store over the database at `database_url`, the key found for `data_dir`."""
+    metadata = await MetadataStore.open(database_url)
+    try:
+        yield SecretStore(metadata, SecretKeySource(data_dir))
+    finally:
+        await metadata.close()

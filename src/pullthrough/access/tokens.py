@@ -1,0 +1,134 @@
+"""Signed, short-lived tokens: registry tokens from `/token`, and login tokens for
+`docker login --password-stdin`, both HS256 JWTs under a key in the data directory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jwt
+
+from pullthrough.access.policy import Principal
+from pullthrough.errors import Unauthorized
+
+Purpose = Literal["registry", "login"]
+KEY_FILE = "token.key"
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryAccess:
+    name: str
+    actions: tuple[str, ...]
+
+    def as_claim(self) -> dict[str, Any]:
+        return {"type": "repository", "name": self.name, "actions": list(self.actions)}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    principal: Principal
+    access: tuple[RepositoryAccess, ...]
+    catalog: bool
+
+    def grants(self, name: str, action: str = "pull") -> bool:
+        return any(a.name == name and action in a.actions for a in self.access)
+
+
+def load_or_create_key(data_dir: Path) -> bytes:
+    """The signing key, created (0600) on first use; shared by every worker of one server."""
+    path = data_dir / KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise PermissionError(
+                f"{path} is readable by other users: chmod 600 it (it signs every token)"
+            ) from None
+        return bytes.fromhex(path.read_text().strip())
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.hex())
+    return key
+
+
+class TokenSigner:
+    def __init__(self, key: bytes, *, service: str, issuer: str = "pullthrough") -> None:
+        self._key = key
+        self.service = service
+        self.issuer = issuer
+
+    def __repr__(self) -> str:
+        return f"TokenSigner(service={self.service!r})"
+
+    def issue(
+        self,
+        principal: Principal,
+        ttl: float,
+        *,
+        purpose: Purpose = "registry",
+        access: tuple[RepositoryAccess, ...] = (),
+        catalog: bool = False,
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.service,
+            "sub": principal.name,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + int(ttl),
+            "jti": uuid.uuid4().hex,
+            "purpose": purpose,
+            "kind": principal.kind,
+            "org": principal.org,
+            "groups": list(principal.groups),
+            "access": [a.as_claim() for a in access],
+        }
+        if catalog:
+            claims["access"].append({"type": "registry", "name": "catalog", "actions": ["*"]})
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def verify(self, token: str, purpose: Purpose) -> VerifiedToken:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                audience=self.service,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired: log in again") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized(f"the token is not for this registry ({self.service})") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"the token is not valid: {exc}") from None
+        if claims.get("purpose") != purpose:
+            raise Unauthorized(f"this is not a {purpose} token")
+        kind = claims.get("kind")
+        if kind not in ("user", "apikey", "anonymous"):
+            raise Unauthorized("the token names no principal kind")
+        principal = Principal(
+            name=str(claims["sub"]),
+            kind=kind,
+            org=claims.get("org"),
+            groups=tuple(str(g) for g in claims.get("groups") or ()),
+        )
+        access: list[RepositoryAccess] = []
+        catalog = False
+        for entry in claims.get("access") or ():
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("type") == "repository":
+                access.append(
+                    RepositoryAccess(str(entry.get("name")), tuple(entry.get("actions") or ()))
+                )
+            elif entry.get("type") == "registry" and entry.get("name") == "catalog":
+                catalog = True
+        return VerifiedToken(principal, tuple(access), catalog)

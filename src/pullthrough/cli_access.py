@@ -1,0 +1,185 @@
+"""Command-line management of who may pull: users, API keys, login tokens, the registry policy.
+
+These commands work on the server's data directory directly (the same `--config`), so they are
+for the operator on the server's machine; changes take effect in a running server within a
+second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from pullthrough.access.authn import principal_of
+from pullthrough.access.hashing import hash_api_key, hash_password, new_api_key
+from pullthrough.access.policy import PolicyDocument, PolicyError
+from pullthrough.access.tokens import TokenSigner, load_or_create_key
+from pullthrough.cache.service import metadata_url
+from pullthrough.config import ConfigError, Settings, load_settings
+from pullthrough.metadata.principals import AccessStore
+from pullthrough.metadata.store import MetadataStore
+from pullthrough.storage.layout import DataLayout
+
+T = TypeVar("T")
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="The server's YAML configuration file.")
+]
+OrgOption = Annotated[str | None, typer.Option(help="The principal's organisation.")]
+GroupOption = Annotated[
+    list[str] | None, typer.Option("--group", "-g", help="A group (repeat for several).")
+]
+
+users_app = typer.Typer(help="Users who log in with a password.", no_args_is_help=True)
+apikeys_app = typer.Typer(help="API keys for machines (CI, nodes).", no_args_is_help=True)
+policy_app = typer.Typer(help="The registry policy (IAM-style JSON).", no_args_is_help=True)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@asynccontextmanager
+async def _access_store(settings: Settings) -> AsyncIterator[AccessStore]:
+    layout = DataLayout(settings.data_dir.resolve())
+    layout.create()
+    metadata = await MetadataStore.open(metadata_url(layout))
+    try:
+        yield AccessStore(metadata.engine)
+    finally:
+        await metadata.close()
+
+
+def _run(config: Path | None, work: Callable[[AccessStore, Settings], Awaitable[T]]) -> T:
+    settings = _settings(config)
+
+    async def main() -> T:
+        async with _access_store(settings) as store:
+            return await work(store, settings)
+
+    return asyncio.run(main())
+
+
+def _read_secret(what: str) -> str:
+    if sys.stdin.isatty():
+        return str(typer.prompt(what, hide_input=True, confirmation_prompt=True))
+    value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        typer.echo(f"pullthrough: no {what} on standard input", err=True)
+        raise typer.Exit(2)
+    return value
+
+
+@users_app.command("add")
+def users_add(
+    name: str, org: OrgOption = None, group: GroupOption = None, config: ConfigOption = None
+) -> None:
+    """Add a user, or change one; the password is read from standard input."""
+    password = _read_secret("password")
+    hashed = hash_password(password)
+    _run(
+        config, lambda store, _s: store.put_principal(name, "user", hashed, org, tuple(group or ()))
+    )
+    typer.echo(f"user {name} saved")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """Users and API keys (never their secrets)."""
+    rows = _run(config, lambda store, _s: store.principals())
+    for row in rows:
+        groups = ",".join(row.groups) or "-"
+        typer.echo(f"{row.name}\t{row.kind}\torg={row.org or '-'}\tgroups={groups}")
+
+
+@users_app.command("delete")
+def users_delete(name: str, config: ConfigOption = None) -> None:
+    """Remove a user or API key."""
+    if not _run(config, lambda store, _s: store.delete_principal(name)):
+        typer.echo(f"pullthrough: no principal named {name!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name} deleted")
+
+
+@apikeys_app.command("create")
+def apikeys_create(
+    name: str, org: OrgOption = None, group: GroupOption = None, config: ConfigOption = None
+) -> None:
+    """Create an API key and print it once; log in with the key's name and the key."""
+    key = new_api_key()
+    _run(
+        config,
+        lambda store, _s: store.put_principal(
+            name, "apikey", hash_api_key(key), org, tuple(group or ())
+        ),
+    )
+    typer.echo(key)
+
+
+def login_password(
+    principal: Annotated[str, typer.Option(help="The user or API key to log in as.")],
+    ttl: Annotated[
+        str | None, typer.Option(help="Lifetime, like 12h (default: auth.login_token_ttl).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a short-lived login token: pipe it to `docker login --username token
+    --password-stdin <server>` (like `aws ecr get-login-password`)."""
+    from pullthrough.config import parse_duration
+
+    async def mint(store: AccessStore, settings: Settings) -> str:
+        row = await store.principal(principal)
+        if row is None:
+            typer.echo(f"pullthrough: no principal named {principal!r}", err=True)
+            raise typer.Exit(1)
+        signer = TokenSigner(
+            load_or_create_key(settings.data_dir.resolve()), service=settings.auth.service
+        )
+        lifetime = parse_duration(ttl) if ttl else settings.auth.login_token_ttl
+        who = principal_of(row)
+        return signer.issue(who, lifetime, purpose="login")
+
+    typer.echo(_run(config, mint))
+
+
+@policy_app.command("get")
+def policy_get(config: ConfigOption = None) -> None:
+    """Print the registry policy (the built-in default when none is set)."""
+    from pullthrough.access.authz import DEFAULT_POLICY
+
+    stored = _run(config, lambda store, _s: store.policy())
+    document = json.loads(stored[0]) if stored else DEFAULT_POLICY
+    typer.echo(json.dumps(document, indent=2))
+
+
+@policy_app.command("put")
+def policy_put(
+    file: Annotated[Path, typer.Argument(help="A JSON policy document, or - for stdin.")],
+    config: ConfigOption = None,
+) -> None:
+    """Validate and store the registry policy; a running server applies it within a second."""
+    text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    try:
+        document = PolicyDocument.parse(text)
+    except PolicyError as exc:
+        typer.echo(f"pullthrough: invalid policy: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _run(config, lambda store, _s: store.put_policy(json.dumps(document.to_json())))
+    typer.echo("policy saved")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(users_app, name="users")
+    app.add_typer(apikeys_app, name="apikeys")
+    app.add_typer(policy_app, name="policy")
+    app.command("login-password")(login_password)
