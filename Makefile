@@ -37,3 +37,16 @@ test: deps debian-deps lint typecheck
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Side-by-side benchmarks (bench/README.md): installs nginx, wrk, ab and docker-registry when
+# missing, then writes bench/RESULTS.md. `make bench BENCH_ARGS=--quick` for a short run.
+.PHONY: bench
+bench: deps
+	@missing=""; for p in docker-registry nginx wrk apache2-utils curl; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)

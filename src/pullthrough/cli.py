@@ -84,10 +84,9 @@ def version() -> None:
 
 
 def main() -> None:
-    from pullthrough.cli_access import register
+    # Sub-command groups live in their own modules; imported here so `serve` starts lean.
+    from pullthrough import cli_access, cli_lifecycle, cli_secrets
 
-    register(app)
-    from pullthrough.cli_secrets import register as register_secrets
-
-    register_secrets(app)
+    for module in (cli_access, cli_secrets, cli_lifecycle):
+        module.register(app)
     app()

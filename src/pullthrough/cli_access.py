@@ -7,11 +7,9 @@ second.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -21,16 +19,11 @@ from pullthrough.access.authn import principal_of
 from pullthrough.access.hashing import hash_api_key, hash_password, new_api_key
 from pullthrough.access.policy import PolicyDocument, PolicyError
 from pullthrough.access.tokens import TokenSigner, load_or_create_key
-from pullthrough.cache.service import metadata_url
-from pullthrough.config import ConfigError, Settings, load_settings
+from pullthrough.cli_support import ConfigOption, run_on_metadata
+from pullthrough.config import Settings
 from pullthrough.metadata.principals import AccessStore
-from pullthrough.metadata.store import MetadataStore
-from pullthrough.storage.layout import DataLayout
 
 T = TypeVar("T")
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="The server's YAML configuration file.")
-]
 OrgOption = Annotated[str | None, typer.Option(help="The principal's organisation.")]
 GroupOption = Annotated[
     list[str] | None, typer.Option("--group", "-g", help="A group (repeat for several).")
@@ -41,33 +34,10 @@ apikeys_app = typer.Typer(help="API keys for machines (CI, nodes).", no_args_is_
 policy_app = typer.Typer(help="The registry policy (IAM-style JSON).", no_args_is_help=True)
 
 
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-@asynccontextmanager
-async def _access_store(settings: Settings) -> AsyncIterator[AccessStore]:
-    layout = DataLayout(settings.data_dir.resolve())
-    layout.create()
-    metadata = await MetadataStore.open(metadata_url(layout))
-    try:
-        yield AccessStore(metadata.engine)
-    finally:
-        await metadata.close()
-
-
 def _run(config: Path | None, work: Callable[[AccessStore, Settings], Awaitable[T]]) -> T:
-    settings = _settings(config)
-
-    async def main() -> T:
-        async with _access_store(settings) as store:
-            return await work(store, settings)
-
-    return asyncio.run(main())
+    return run_on_metadata(
+        config, lambda metadata, settings: work(AccessStore(metadata.engine), settings)
+    )
 
 
 def _read_secret(what: str) -> str:

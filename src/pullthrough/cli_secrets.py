@@ -26,15 +26,11 @@ from pullthrough.access.secrets import (
     validate_secret_name,
 )
 from pullthrough.cache.service import metadata_url
-from pullthrough.config import ConfigError, load_settings
+from pullthrough.cli_support import ConfigOption, settings_or_exit
 from pullthrough.storage.layout import DataLayout
 from pullthrough.upstream.credentials import Credential
 
 T = TypeVar("T")
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="The server's configuration file (or PULLTHROUGH_CONFIG)."),
-]
 NameArgument = Annotated[
     str, typer.Argument(help="The secret's name, e.g. pullthrough/docker-hub.")
 ]
@@ -45,11 +41,7 @@ secrets_app = typer.Typer(
 
 
 def _run(config: Path | None, action: Callable[[SecretStore], Awaitable[T]]) -> T:
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = settings_or_exit(config)
 
     async def run() -> T:
         layout = DataLayout(settings.data_dir.resolve())

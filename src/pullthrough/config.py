@@ -56,6 +56,41 @@ def parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "p": 1000**5,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+    "pi": 1024**5,
+}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from `1073741824`, `500MB`, `50GiB`, `2T`."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string like 50GiB")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return int(value)
+    match = _SIZE.fullmatch(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a size (like 500MB, 50GiB)")
+    number, unit = match.groups()
+    unit = (unit or "").lower().removesuffix("b")
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
 
 def _valid_name(value: str) -> str:
     try:
@@ -158,6 +193,19 @@ class AuthConfig(BaseModel):
     realm: str | None = None
 
 
+class LifecycleConfig(BaseModel):
+    """The background job that expires images, enforces the size cap and collects garbage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval: Duration = 3600.0  # 0 turns the periodic job off (`pullthrough lifecycle run`)
+    # A blob younger than this is never collected: it may be a fill that just committed, or
+    # belong to a manifest being cached right now.
+    gc_grace: Duration = 600.0
+    max_size: Size | None = None
+    low_water: float = Field(default=0.8, gt=0, le=1)
+
+
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -178,6 +226,7 @@ class Settings(BaseModel):
     fill_deadline: Duration = 3600.0
     max_header_bytes: int = Field(default=8192, ge=1024, le=65536)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
 
     @field_validator("listen")
     @classmethod

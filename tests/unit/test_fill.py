@@ -104,6 +104,13 @@ def make_fill(tmp_path: Path, client: FakeClient, digest: Digest) -> tuple[BlobF
     return fill, commit
 
 
+async def finished(fill: BlobFill) -> None:
+    """Until the fill has committed (or failed): `wait_done` returns once bytes are verified."""
+    assert fill.task is not None
+    await fill.task
+    await fill.wait_done()
+
+
 async def read_all(fill: BlobFill, start: int = 0, end: int | None = None) -> bytes:
     return b"".join([chunk async for chunk in fill.read(start, end)])
 
@@ -115,7 +122,7 @@ async def test_fill_commits_verified_bytes_and_every_reader_gets_them(tmp_path: 
     results = await asyncio.gather(*(read_all(fill) for _ in range(5)), read_all(fill, 10, 20))
     assert all(r == CONTENT for r in results[:5])
     assert results[5] == CONTENT[10:20]
-    await fill.wait_done()
+    await finished(fill)
     assert fill.state is FillState.COMMITTED
     assert commit.calls == [len(CONTENT)]
     assert (tmp_path / "final").read_bytes() == CONTENT
@@ -158,7 +165,7 @@ async def test_wrong_bytes_fail_every_reader_and_store_nothing(tmp_path: Path) -
             received.extend(chunk)
     assert len(received) < len(CONTENT)
     with pytest.raises(UpstreamInvalid):
-        await fill.wait_done()
+        await finished(fill)
     assert commit.calls == []
     assert not list(tmp_path.iterdir())
 
@@ -169,7 +176,7 @@ async def test_broken_body_resumes_with_range(tmp_path: Path) -> None:
     fill.start()
     await fill.wait_started()
     assert await read_all(fill) == CONTENT
-    await fill.wait_done()
+    await finished(fill)
     assert client.opens[0] == 0
     assert client.opens[1] > 0
     assert commit.calls == [len(CONTENT)]
@@ -179,7 +186,7 @@ async def test_upstream_ignoring_range_is_skipped_forward(tmp_path: Path) -> Non
     client = FakeClient(CONTENT, fail_first_after=300_000, ignore_range=True)
     fill, _ = make_fill(tmp_path, client, Digest.of(CONTENT))
     fill.start()
-    await fill.wait_done()
+    await finished(fill)
     assert (tmp_path / "final").read_bytes() == CONTENT
     assert hashlib.sha256((tmp_path / "final").read_bytes()).hexdigest() == fill.digest.hex
 

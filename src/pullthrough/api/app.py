@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -16,6 +18,7 @@ from pullthrough.api.registry import RegistryApi
 from pullthrough.cache.service import PullThroughCache, open_cache
 from pullthrough.config import Settings
 from pullthrough.errors import EndpointUnknown
+from pullthrough.lifecycle.keeper import SpaceKeeper
 from pullthrough.metadata.principals import AccessStore
 from pullthrough.upstream.credentials import CredentialSource
 
@@ -67,7 +70,22 @@ def build_app(settings: Settings, credentials: CredentialSource | None = None) -
             if access is not None:
                 app[ACCESS_KEY] = access
             app[REGISTRY_KEY] = RegistryApi(cache, access)
-            yield
+            keeper_task = None
+            if settings.lifecycle.interval > 0:
+                keeper = SpaceKeeper(
+                    cache.metadata.engine,
+                    cache.driver,
+                    settings.lifecycle,
+                    spool_dir=settings.data_dir.resolve() / "tmp",
+                )
+                keeper_task = asyncio.create_task(keeper.run_periodically(), name="lifecycle")
+            try:
+                yield
+            finally:
+                if keeper_task is not None:
+                    keeper_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await keeper_task
 
     app.cleanup_ctx.append(cache_context)
     app.router.add_get("/healthz", healthz)

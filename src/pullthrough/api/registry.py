@@ -151,6 +151,8 @@ class RegistryApi:
         answer = await self.cache.manifests.get(route, reference, accepted, may_import)
         request["cache"] = answer.cache
         manifest = answer.manifest
+        repository_id = await self.cache.metadata.repository_id(route.repository, route.rule.prefix)
+        self.cache.pulls.record(repository_id, manifest.digest)
         headers = {
             **API_VERSION_HEADERS,
             "Docker-Content-Digest": manifest.digest,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pullthrough.cache.growing import READ_CHUNK, FillState, GrowingBlob
 from pullthrough.cache.interprocess import FileLock, FillRecord, FillStateName
+from pullthrough.cache.spool import SpoolWriter
 from pullthrough.errors import (
     RegistryError,
     UpstreamInvalid,
@@ -98,8 +99,13 @@ class BlobFill(GrowingBlob):
         try:
             async with asyncio.timeout(self._deadline):
                 await self._download(fd, hasher)
-            await asyncio.to_thread(os.fsync, fd)
             self._verify(hasher.hexdigest())
+            # The bytes are proven right: readers may have the last one now, while the
+            # durable commit (fsync, rename, record) goes on.
+            self.verified = True
+            self._notify()
+            await asyncio.to_thread(self._publish)
+            await asyncio.to_thread(os.fsync, fd)
             await self._commit(self.spool_path, self.written)
         except RegistryError as exc:
             self._fail(exc)
@@ -145,7 +151,7 @@ class BlobFill(GrowingBlob):
         """Tell followers in other worker processes where this fill stands."""
         if self._record_path is None:
             return
-        state: FillStateName = "running"
+        state: FillStateName = "verified" if self.verified else "running"
         if self.state is FillState.COMMITTED:
             state = "committed"
         elif self.state is FillState.FAILED:
@@ -168,15 +174,28 @@ class BlobFill(GrowingBlob):
         log.warning("fill of %s through %s failed: %s", self.digest, self.repository, error.message)
 
     async def _download(self, fd: int, hasher: hashlib._Hash) -> None:
+        spool = SpoolWriter(fd, hasher, self._written)
+        try:
+            await self._receive(spool)
+            await spool.flush()
+        finally:
+            await spool.close()
+
+    def _written(self, count: int) -> None:
+        self.written += count
+        self._notify()
+
+    async def _receive(self, spool: SpoolWriter) -> None:
+        received = 0  # bytes handed to the spool writer; `written` trails it a little
         resumes = 0
         while True:
             blob = await self._client.open_blob(
-                self._upstream_repository, str(self.digest), offset=self.written
+                self._upstream_repository, str(self.digest), offset=received
             )
             try:
                 if self.size is None:
                     self.size = blob.total_size
-                skip = self.written - blob.offset  # upstream ignored our Range: drop the repeat
+                skip = received - blob.offset  # upstream ignored our Range: drop the repeat
                 if not self._started.is_set():
                     await asyncio.to_thread(self._publish)
                 self._started.set()
@@ -187,20 +206,19 @@ class BlobFill(GrowingBlob):
                         chunk, skip = chunk[dropped:], skip - dropped
                         if not chunk:
                             continue
-                    await asyncio.to_thread(_write_and_hash, fd, chunk, hasher)
-                    self.written += len(chunk)
-                    if self.size is not None and self.written > self.size:
+                    received += len(chunk)
+                    if self.size is not None and received > self.size:
                         raise UpstreamInvalid(
                             f"upstream {self._client.name} sent more than the {self.size} bytes "
                             f"it announced for {self.digest}"
                         )
-                    self._notify()
+                    await spool.write(chunk)
                 return
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
                 resumes += 1
                 if resumes > RESUME_ATTEMPTS or self.size is None:
                     raise
-                log.info("resuming %s at byte %d after: %s", self.digest, self.written, exc.message)
+                log.info("resuming %s at byte %d after: %s", self.digest, received, exc.message)
             finally:
                 await blob.close()
 
@@ -225,10 +243,3 @@ def _forget_failure(record_path: Path, spool_name: str) -> None:
     if record is not None and record.spool == spool_name:  # not a newer fill's record
         with contextlib.suppress(FileNotFoundError):
             os.unlink(record_path)
-
-
-def _write_and_hash(fd: int, chunk: bytes, hasher: hashlib._Hash) -> None:
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(fd, view) :]
-    hasher.update(chunk)

@@ -56,6 +56,9 @@ class FollowedFill(GrowingBlob):
                 return True
             if self._committed():
                 self.state = FillState.COMMITTED
+                # Read the committed file itself: a new fill's record may appear at the
+                # record path (after garbage collection, say), and it is not the blob.
+                self.spool_path = self.committed_path  # type: ignore[assignment]
                 return True
             if self._leader_gone():
                 return False
@@ -65,6 +68,8 @@ class FollowedFill(GrowingBlob):
         self.repository = record.repository
         self.size = record.size
         self.spool_path = self._record_path.parent / record.spool
+        if record.state in ("verified", "committed"):
+            self.verified = True
         if record.state == "committed":
             self.state = FillState.COMMITTED
         elif record.state == "failed":

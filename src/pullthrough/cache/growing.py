@@ -30,6 +30,9 @@ class GrowingBlob(ABC):
     repository: str
     size: int | None
     state: FillState
+    # Every byte arrived and the digest matched: readers may have them all, even before the
+    # commit (fsync, rename) is done, and even if that commit then fails.
+    verified: bool = False
     error: RegistryError | None
     spool_path: Path
     # Where the blob lives once committed, for a reader that opens after the rename.
@@ -40,10 +43,10 @@ class GrowingBlob(ABC):
         """Wait until the size is known; raise the fill's error if it failed first."""
 
     async def wait_done(self) -> None:
-        """Wait until the blob is committed; raise the fill's error if it failed."""
-        while self.state is FillState.RUNNING:
+        """Wait until every byte is verified; raise the fill's error if it failed first."""
+        while self.state is FillState.RUNNING and not self.verified:
             await self._wait_change()
-        if self.error is not None:
+        if self.error is not None and not self.verified:
             raise self.error
 
     @abstractmethod
@@ -66,12 +69,13 @@ class GrowingBlob(ABC):
             position = start
             while end is None or position < end:
                 state = self.state
-                if state is FillState.FAILED:
+                complete = self.verified or state is FillState.COMMITTED
+                if state is FillState.FAILED and not complete:
                     assert self.error is not None
                     raise self.error
                 written = self._available(fd)
                 # Hold back the final byte until the digest is verified.
-                available = written if state is FillState.COMMITTED else written - 1
+                available = written if complete else written - 1
                 limit = available if end is None else min(available, end)
                 if position < limit:
                     chunk = await asyncio.to_thread(
@@ -81,7 +85,7 @@ class GrowingBlob(ABC):
                         raise UpstreamUnavailable(f"fill of {self.digest} lost bytes it wrote")
                     position += len(chunk)
                     yield chunk
-                elif state is FillState.COMMITTED:
+                elif complete:
                     return
                 else:
                     await self._wait_change()

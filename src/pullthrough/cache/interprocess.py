@@ -103,7 +103,7 @@ async def exclusive(directory: Path, *parts: str) -> AsyncIterator[None]:
         lock.release()
 
 
-FillStateName = Literal["running", "committed", "failed"]
+FillStateName = Literal["running", "verified", "committed", "failed"]
 
 
 @dataclass(frozen=True, slots=True)

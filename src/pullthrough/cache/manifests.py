@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from pullthrough.cache.interprocess import exclusive
+from pullthrough.cache.memo import ManifestMemo
 from pullthrough.cache.negative import NegativeCache
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
@@ -65,6 +66,7 @@ class ManifestCache:
         self._flights: SingleFlight[StoredManifest] = SingleFlight()
         self._answers: SingleFlight[ManifestAnswer] = SingleFlight()
         self._missing = NegativeCache()
+        self._memo = ManifestMemo()
 
     async def get(
         self,
@@ -87,7 +89,11 @@ class ManifestCache:
     async def _by_digest(
         self, route: Route, digest: str, may_import: ImportCheck
     ) -> ManifestAnswer:
-        stored = await self._metadata.manifest_in_repository(route.repository, digest)
+        stored = self._memo.manifest(route.repository, digest)
+        if stored is None:
+            stored = await self._metadata.manifest_in_repository(route.repository, digest)
+            if stored is not None:
+                self._memo.remember_manifest(route.repository, stored)
         if stored is not None:
             return ManifestAnswer(stored, "hit")
         key = ("digest", route.repository, digest)
@@ -104,14 +110,23 @@ class ManifestCache:
             return ManifestAnswer(manifest, "miss")
 
     async def _by_tag(self, route: Route, tag: str, may_import: ImportCheck) -> ManifestAnswer:
+        ttl = route.rule.tag_ttl
+        remembered = self._memo.tag(route.repository, tag)
+        if remembered is not None:
+            return ManifestAnswer(remembered.manifest, "hit")
         tagged = await self._metadata.tag(route.repository, tag)
-        if tagged is not None and time.time() - tagged.checked_at < route.rule.tag_ttl:
+        if tagged is not None and time.time() - tagged.checked_at < ttl:
+            self._memo.remember_tag(route.repository, tag, tagged, ttl)
             return ManifestAnswer(tagged.manifest, "hit")
         key = ("tag", route.repository, tag)
         if tagged is None:
             self._missing.check(key)
             may_import(f"{route.repository}:{tag}")
-        return await self._answers.run(key, lambda: self._refresh_tag(route, tag))
+        answer = await self._answers.run(key, lambda: self._refresh_tag(route, tag))
+        if answer.cache in ("miss", "revalidated"):
+            checked = TaggedManifest(answer.manifest, time.time())
+            self._memo.remember_tag(route.repository, tag, checked, ttl)
+        return answer
 
     async def _refresh_tag(self, route: Route, tag: str) -> ManifestAnswer:
         async with exclusive(self._lock_dir, "tag", route.repository, tag):

@@ -12,9 +12,11 @@ from pullthrough import USER_AGENT
 from pullthrough.cache.blobs import BlobCache
 from pullthrough.cache.listings import Listings
 from pullthrough.cache.manifests import ManifestCache
+from pullthrough.cache.pulls import PullRecorder
 from pullthrough.cache.routing import Router
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.config import Settings
+from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.filesystem import FilesystemDriver
@@ -36,6 +38,7 @@ class PullThroughCache:
     manifests: ManifestCache
     blobs: BlobCache
     listings: Listings
+    pulls: PullRecorder
 
 
 @asynccontextmanager
@@ -52,12 +55,14 @@ async def open_cache(
     )
     blobs: BlobCache | None = None
     upstreams: Upstreams | None = None
+    pulls = PullRecorder(SpaceStore(metadata.engine))
     try:
         upstreams = Upstreams(
             session, settings, settings.rules, credentials or EnvCredentialSource(), metadata
         )
         manifests = ManifestCache(metadata, upstreams, layout.temp_dir)
         blobs = BlobCache(metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline)
+        pulls.start()
         yield PullThroughCache(
             settings=settings,
             router=Router(settings.rules),
@@ -67,8 +72,10 @@ async def open_cache(
             manifests=manifests,
             blobs=blobs,
             listings=Listings(metadata, upstreams, manifests),
+            pulls=pulls,
         )
     finally:
+        await pulls.close()
         if blobs is not None:
             await blobs.close()
         if upstreams is not None:

@@ -139,3 +139,46 @@ secrets = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Settings copied onto repositories the cache creates: `prefix` is a rule's prefix or ROOT.
+creation_templates = Table(
+    "creation_templates",
+    metadata,
+    Column("prefix", String(255), primary_key=True),
+    Column("applied_for", String(255), nullable=False),  # JSON list: ["PULL_THROUGH_CACHE"]
+    Column("lifecycle_policy", String, nullable=True),  # ECR lifecycle policy JSON
+    Column("scan_on_pull", Integer, nullable=False),
+    Column("description", String(1024), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# A repository's own settings: copied from a template at creation, editable afterwards.
+repository_settings = Table(
+    "repository_settings",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
+    Column("template_prefix", String(255), nullable=True),
+    Column("lifecycle_policy", String, nullable=True),
+    Column("scan_on_pull", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# When each manifest was last pulled through each repository, flushed in batches.
+manifest_pulls = Table(
+    "manifest_pulls",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
+    Column("digest", String(150), primary_key=True),
+    Column("last_pulled_at", Float, nullable=False),
+    Column("pull_count", BigInteger, nullable=False),
+)
+
+# Background jobs (lifecycle, GC, size cap) run under a lease, so one worker runs each.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.dml import Insert
 
 from pullthrough.metadata import schema
+from pullthrough.metadata.templates import apply_template
 from pullthrough.oci.manifest import ParsedManifest
 
 
@@ -140,7 +141,7 @@ class MetadataStore:
         if cached is not None:
             return cached
         async with self.engine.begin() as conn:
-            await conn.execute(
+            created = await conn.execute(
                 self._insert_ignore(schema.repositories, conn).values(
                     name=name, rule_prefix=rule_prefix, created_at=time.time()
                 )
@@ -150,6 +151,8 @@ class MetadataStore:
                     select(schema.repositories.c.id).where(schema.repositories.c.name == name)
                 )
             ).scalar_one()
+            if created.rowcount:
+                await apply_template(conn, repo_id, name)
         self._repository_ids[name] = repo_id
         return int(repo_id)
 

@@ -1,0 +1,469 @@
+"""Render the figures as `RESULTS.md`: machine and versions, a summary against the targets,
+then one section per measurement with absolute figures and ratios."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.env import Machine, Versions
+from bench.images import ImageSet
+from bench.measure import MB, WrkResult
+from bench.phases import ColdFigures, MemoryFigures, ServerFigures, Settings, SwarmFigures
+
+MiB = 2**20
+X = "\u00d7"  # the multiplication sign, for ratios
+PT, NGINX, DIST = "pullthrough", "nginx", "distribution proxy"
+# A peak that grows by less than this from the small blob to the big one counts as flat.
+FLAT_TOLERANCE_MIB = 10.0
+
+
+@dataclass
+class Results:
+    machine: Machine
+    versions: Versions
+    settings: Settings
+    quick: bool
+    only: tuple[int, ...]
+    images: ImageSet | None = None
+    warm: dict[str, ServerFigures] = field(default_factory=dict)
+    memory: MemoryFigures | None = None
+    request_log_get: WrkResult | None = None
+    cold: ColdFigures | None = None
+    swarm: list[SwarmFigures] = field(default_factory=list)
+    duration: float = 0.0
+    load_before: float = 0.0  # 1-minute load average when the run started
+    load_after: float = 0.0
+    foreign_cpu_share: float = 0.0  # of all CPU time during the run, what others used
+    failure: str | None = None  # the traceback when a phase failed
+
+
+@dataclass(frozen=True)
+class Verdict:
+    measurement: str
+    figure: str
+    target: str
+    met: bool
+    shortfall: str = ""
+
+    def row(self) -> str:
+        status = "met" if self.met else f"**missed** ({self.shortfall})"
+        return f"| {self.measurement} | {self.figure} | {self.target} | {status} |"
+
+
+def _at_least(measurement: str, label: str, value: float, target: float) -> Verdict:
+    short = f"{(1 - value / target) * 100:.0f}% below" if value < target else ""
+    return Verdict(
+        measurement, f"{label}: {value:.2f}{X}", f"≥ {target:g}{X}", value >= target, short
+    )
+
+
+def _at_most(measurement: str, label: str, value: float, target: float, unit: str) -> Verdict:
+    over = f"{(value / target - 1) * 100:.0f}% over" if value > target else ""
+    return Verdict(
+        measurement, f"{label}: {value:.2f}{unit}", f"≤ {target:g}{unit}", value <= target, over
+    )
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("inf")
+
+
+def _fmt_mib(size: int) -> str:
+    return f"{size / MiB:.0f} MiB"
+
+
+def verdicts(r: Results) -> list[Verdict]:
+    out: list[Verdict] = []
+    pt, ng, dist = r.warm.get(PT), r.warm.get(NGINX), r.warm.get(DIST)
+    if pt and ng and pt.single and ng.single and pt.parallel and ng.parallel:
+        n = r.settings.parallel_clients
+        out.append(_at_least("1", "1 client, vs nginx", pt.single.median / ng.single.median, 0.9))
+        out.append(
+            _at_least("1", f"{n} clients, vs nginx", pt.parallel.median / ng.parallel.median, 0.9)
+        )
+    if pt and dist:
+        for kind in ("GET tag", "HEAD tag"):
+            if kind in pt.manifests and kind in dist.manifests:
+                ratio = _ratio(
+                    pt.manifests[kind].requests_per_second,
+                    dist.manifests[kind].requests_per_second,
+                )
+                out.append(_at_least("2", f"manifest {kind}, vs distribution", ratio, 10))
+    if r.cold:
+        ratio = r.cold.median(PT) / r.cold.median("direct")
+        out.append(_at_most("3", "cold pull time, vs direct", ratio, 1.1, X))
+    for s in r.swarm:
+        if s.name != PT:
+            continue
+        worst = max(s.blob_gets.values())
+        out.append(
+            Verdict(
+                "4",
+                f"upstream GETs per blob, {s.clients} clients: max {worst}",
+                "exactly 1",
+                worst == 1 and min(s.blob_gets.values()) == 1,
+                f"up to {worst} per blob",
+            )
+        )
+        out.append(
+            _at_most(
+                "4",
+                f"{s.clients} cold pulls vs 1",
+                s.swarm_seconds / s.single_seconds,
+                1.2,
+                X,
+            )
+        )
+    if r.memory:
+        cold = [max(v) for k, v in r.memory.peaks.items() if k.startswith("cold")]
+        peak = max(max(v) for v in r.memory.peaks.values())
+        out.append(_at_most("5", "peak RSS per worker", peak, 150, " MiB"))
+        if len(cold) == 2:
+            growth = cold[1] - cold[0]
+            out.append(
+                Verdict(
+                    "5",
+                    f"peak growth, {_sizes(r)}: {growth:+.1f} MiB",
+                    f"flat (< {FLAT_TOLERANCE_MIB:g} MiB)",
+                    growth < FLAT_TOLERANCE_MIB,
+                    f"{growth:.0f} MiB more",
+                )
+            )
+    return out
+
+
+def _sizes(r: Results) -> str:
+    if r.images is None:
+        return ""
+    return f"{_fmt_mib(r.images.small.total_size)} → {_fmt_mib(r.images.big.total_size)}"
+
+
+def summary(r: Results) -> str:
+    lines = ["| # | figure | target | result |", "|---|---|---|---|"]
+    lines += [v.row() for v in verdicts(r)]
+    return "\n".join(lines)
+
+
+def _header(r: Results) -> list[str]:
+    m, v, s = r.machine, r.versions, r.settings
+    mode = "quick" if r.quick else "full"
+    if r.only != (1, 2, 3, 4, 5):
+        mode += f", only {','.join(map(str, r.only))}"
+    lines = [
+        "# pullthrough benchmark results",
+        "",
+        f"Generated by `python -m bench.run` ({mode} run, {r.duration:.0f} s) on {m.date}. "
+        "Everything runs on this one machine over loopback: the servers, the upstream and "
+        "the clients share its CPUs. See `bench/README.md` for what each figure means.",
+        "",
+        *_load_warning(r),
+        "| machine | |",
+        "|---|---|",
+        f"| CPUs (`nproc`) | {m.cpus} |",
+        f"| CPU model | {m.cpu_model} |",
+        f"| memory | {m.memory} |",
+        f"| kernel | {m.kernel} |",
+        f"| load average (1 min) at start / end | {r.load_before:.2f} / {r.load_after:.2f} |",
+        f"| CPU used by other processes during the run | {r.foreign_cpu_share:.0%} of the "
+        "machine |",
+        "",
+        "| software | version |",
+        "|---|---|",
+        f"| pullthrough | {v.pullthrough} (`workers: {s.workers}`, request log off) |",
+        f"| Python | {v.python} |",
+        f"| aiohttp | {v.aiohttp} |",
+        f"| distribution (`docker-registry`) | {v.distribution} |",
+        f"| nginx | {v.nginx} |",
+        f"| wrk (manifest GETs) | {v.wrk} |",
+        f"| ab (manifest HEADs) | {v.ab} |",
+        f"| curl (blob client) | {v.curl} |",
+        "",
+    ]
+    if r.images is not None:
+        i = r.images
+        lines += [
+            "Images (generated, uncompressed tar layers of random bytes, pushed to the upstream):",
+            f"`{i.big.repo}` one {_fmt_mib(i.big.largest.size)} layer; "
+            f"`{i.small.repo}` one {_fmt_mib(i.small.largest.size)} layer; "
+            f"`{i.cold.repo}` {len(i.cold.blobs) - 1} layers, {_fmt_mib(i.cold.total_size)}; "
+            f"`{i.swarm.repo}` {len(i.swarm.blobs) - 1} layers, {_fmt_mib(i.swarm.total_size)}.",
+            "",
+        ]
+    lines += ["## Summary against the targets", "", summary(r), ""]
+    return lines
+
+
+# Other processes taking more than this share of the machine's CPU make the figures noisy.
+BUSY_SHARE = 0.10
+
+
+def _load_warning(r: Results) -> list[str]:
+    """Figures from a machine busy with other work are not comparable: say so up front."""
+    if r.foreign_cpu_share <= BUSY_SHARE:
+        return []
+    return [
+        f"**Warning: the machine was busy during this run**: processes other than the "
+        f"benchmark's used {r.foreign_cpu_share:.0%} of its CPU time (load average "
+        f"{r.load_before:.2f} at the start, on {r.machine.cpus} CPUs). They competed with the "
+        "servers and clients, so the figures below are noisy and low; re-run on a quiet machine.",
+        "",
+    ]
+
+
+def _throughput_section(r: Results) -> list[str]:
+    n = r.settings.parallel_clients
+    size = _fmt_mib(r.images.big.largest.size) if r.images else "big"
+    lines = [
+        f"## 1. Warm blob throughput ({size} blob)",
+        "",
+        f"MB/s (10^6 bytes/s) of `curl -s -o /dev/null` downloads, median of the repetitions "
+        f"(samples in brackets); {n} clients = {n} curl processes at once, total bytes over "
+        "wall time. Each server already had the blob (pulled once before); nginx serves the "
+        "upstream's blob files with sendfile. All three are up during the phase and the "
+        "repetitions alternate between them (only one is loaded at a time), so a change in "
+        "the machine's load hits each alike.",
+        "",
+        f"| server | 1 client | {n} clients | cold fill that warmed it (1 client) |",
+        "|---|---|---|---|",
+    ]
+    for name in (PT, NGINX, DIST):
+        f = r.warm.get(name)
+        if f is None or f.single is None or f.parallel is None:
+            continue
+        fill = f"{f.fill_mbps:.0f} MB/s" if f.fill_mbps else "—"
+        lines.append(
+            f"| {name} | {f.single.median:.0f} {_samples(f.single.samples)} | "
+            f"{f.parallel.median:.0f} {_samples(f.parallel.samples)} | {fill} |"
+        )
+    pt = r.warm.get(PT)
+    lines.append("")
+    for other in (NGINX, DIST):
+        o = r.warm.get(other)
+        if pt and o and pt.single and o.single and pt.parallel and o.parallel:
+            lines.append(
+                f"- pullthrough / {other}: **{pt.single.median / o.single.median:.2f}{X}** "
+                f"(1 client), **{pt.parallel.median / o.parallel.median:.2f}{X}** ({n} clients)"
+            )
+    return [*lines, ""]
+
+
+def _samples(samples: tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{x:.0f}" for x in samples) + "]"
+
+
+def _manifest_section(r: Results) -> list[str]:
+    s = r.settings
+    pt, dist = r.warm.get(PT), r.warm.get(DIST)
+    lines = [
+        "## 2. Warm manifest requests per second",
+        "",
+        f"GETs: `wrk -t{s.wrk_threads} -c{s.wrk_connections} -d{s.wrk_seconds}s`. HEADs: "
+        f"`ab -k -i -c{s.wrk_connections} -t{s.wrk_seconds}` (wrk 4.1 waits for a body after a "
+        "HEAD response and never completes one; ab is single-threaded, HTTP/1.0 keep-alive). "
+        "Both send an `Accept` header for OCI and Docker manifests, for the cold-pull image's "
+        "manifest after one GET warmed it. The load tool runs on the same CPUs as the server: "
+        "its CPU use and the server's (all its processes) are shown, 100% = one core. "
+        "Both servers are up during the phase, each kind measured on one then the other. "
+        "By tag, pullthrough answers from its cache within `tag_ttl`; distribution's proxy "
+        "asks its upstream about the tag on every request.",
+        "",
+        "| request | tool | pullthrough req/s | distribution req/s | ratio | latency avg "
+        "(pt / dist) | non-2xx (pt / dist) | server CPU (pt / dist) | tool CPU (pt / dist) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    if pt and dist:
+        for kind in pt.manifests:
+            a, b = pt.manifests[kind], dist.manifests.get(kind)
+            if b is None:
+                continue
+            lines.append(
+                f"| {kind} | {a.tool} | {a.requests_per_second:,.0f} | "
+                f"{b.requests_per_second:,.0f} | "
+                f"**{_ratio(a.requests_per_second, b.requests_per_second):.1f}{X}** | "
+                f"{a.latency_avg} / {b.latency_avg} | {a.non_2xx} / {b.non_2xx} | "
+                f"{a.server_cpu_percent:.0f}% / {b.server_cpu_percent:.0f}% | "
+                f"{a.wrk_cpu_percent:.0f}% / {b.wrk_cpu_percent:.0f}% |"
+            )
+    if r.request_log_get is not None and pt and "GET tag" in pt.manifests:
+        on = r.request_log_get.requests_per_second
+        off = pt.manifests["GET tag"].requests_per_second
+        lines += [
+            "",
+            f"With pullthrough's per-request JSON log on (`log_level: info`, its default), "
+            f"GET by tag: {on:,.0f} req/s ({on / off:.2f}{X} of the figure above, log off).",
+        ]
+    return [*lines, ""]
+
+
+def _cold_section(r: Results) -> list[str]:
+    c = r.cold
+    if c is None:
+        return []
+    lines = [
+        f"## 3. Cold pull of a {len(c.image.blobs) - 1}-layer image "
+        f"({_fmt_mib(c.image.total_size)})",
+        "",
+        f"Manifest, then config and layers {r.settings.pull_parallel} at a time (an aiohttp "
+        "client in its own process, bodies read and dropped). Every pullthrough and distribution "
+        "run starts with an empty cache; median seconds (samples in brackets).",
+        "",
+        "| through | seconds | MB/s | vs direct |",
+        "|---|---|---|---|",
+    ]
+    direct = c.median("direct")
+    for target in ("direct", PT, DIST):
+        t = c.median(target)
+        samples = "[" + ", ".join(f"{x:.2f}" for x in c.seconds[target]) + "]"
+        lines.append(
+            f"| {target} | {t:.2f} {samples} | {c.image.total_size / t / MB:.0f} | "
+            f"**{t / direct:.2f}{X}** |"
+        )
+    return [*lines, ""]
+
+
+def _swarm_section(r: Results) -> list[str]:
+    if not r.swarm:
+        return []
+    first = r.swarm[0]
+    lines = [
+        f"## 4. {first.clients} concurrent cold pulls of one image",
+        "",
+        "A counting proxy (`tests.rig.proxy.CountingProxy`, Python) sits between the cache and "
+        "the upstream. The single pull and the concurrent pulls each start with an empty cache; "
+        f"all {first.clients} clients start together in one client process, each with its own "
+        "connections, pulling layers 3 at a time.",
+        "",
+        "| cache | 1 pull (s) | all pulls (s) | ratio | upstream GETs per blob (min-max, total) "
+        "| manifest GETs | other upstream requests | last client's first byte (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in r.swarm:
+        gets = s.blob_gets.values()
+        first_byte = "-" if s.first_byte_max is None else f"{s.first_byte_max:.2f}"
+        lines.append(
+            f"| {s.name} | {s.single_seconds:.2f} | {s.swarm_seconds:.2f} | "
+            f"**{s.swarm_seconds / s.single_seconds:.2f}{X}** | {min(gets)}-{max(gets)} "
+            f"({sum(gets)} for {len(s.blob_gets)} blobs) | {s.manifest_gets} | "
+            f"{s.other_requests} | {first_byte} |"
+        )
+    for s in r.swarm:
+        if s.warm_swarm_seconds:
+            lines += [
+                "",
+                f"The same {s.clients} pulls through {s.name} once warm take "
+                f"{s.warm_swarm_seconds:.2f} s: on loopback, where the upstream is as fast as "
+                f"the cache, that is the floor for the cold run "
+                f"(cold / warm = {s.swarm_seconds / s.warm_swarm_seconds:.2f}{X}).",
+            ]
+    return [*lines, ""]
+
+
+def _memory_section(r: Results) -> list[str]:
+    mem = r.memory
+    if mem is None:
+        return []
+    lines = [
+        "## 5. Peak RSS per pullthrough worker",
+        "",
+        "VmHWM of each worker process (children of `pullthrough serve`), reset with "
+        "`echo 5 > /proc/<pid>/clear_refs` before each step"
+        + ("" if mem.reset_worked else " (**the reset failed**: peaks are cumulative)")
+        + ". MiB.",
+        "",
+        "| step | " + " | ".join(f"worker {i + 1}" for i in range(len(mem.baseline))) + " |",
+        "|---|" + "---|" * len(mem.baseline),
+        "| at rest after start (VmRSS) | " + " | ".join(f"{x:.1f}" for x in mem.baseline) + " |",
+    ]
+    for label, values in mem.peaks.items():
+        lines.append(f"| {label} | " + " | ".join(f"{x:.1f}" for x in values) + " |")
+    return [*lines, ""]
+
+
+def _why(r: Results) -> list[str]:
+    """For each missed target, the evidence this run measured about the reason."""
+    missed = {v.measurement for v in verdicts(r) if not v.met}
+    notes: list[str] = []
+    pt, dist = r.warm.get(PT), r.warm.get(DIST)
+    if "1" in missed and pt and pt.single and pt.parallel:
+        spread = [
+            (max(t.samples) - min(t.samples)) / t.median * 100
+            for f in r.warm.values()
+            for t in (f.single, f.parallel)
+            if t is not None and t.median
+        ]
+        notes.append(
+            "- **1.** Warm blobs go out through aiohttp's `FileResponse` (`sendfile`), as "
+            "nginx's do; the curl clients share the 2 cores with the server. Samples of one "
+            f"server spread by up to {max(spread, default=0):.0f}% of their median in this run: "
+            "a gap smaller than that is noise, not a difference between the servers."
+        )
+    if "2" in missed and pt:
+        for kind, result in pt.manifests.items():
+            if result.requests_per_second:
+                ms = result.server_cpu_percent / 100 / result.requests_per_second * 1000
+                notes.append(
+                    f"- **2.** {kind}: pullthrough's workers used {result.server_cpu_percent:.0f}% "
+                    f"CPU (of {r.machine.cpus * 100}%) for {result.requests_per_second:,.0f} "
+                    f"req/s, i.e. **{ms:.2f} ms of CPU per cached manifest request**; the load "
+                    f"tool used {result.wrk_cpu_percent:.0f}%."
+                )
+        if dist and "GET tag" in dist.manifests:
+            d = dist.manifests["GET tag"]
+            notes.append(
+                f"  distribution answered {d.requests_per_second:,.0f} req/s by tag here (one "
+                "upstream request per GET). See *Profiling notes* in `bench/README.md` for where "
+                "pullthrough's time went when this was last profiled."
+            )
+    if "3" in missed and r.cold:
+        direct = r.cold.image.total_size / r.cold.median("direct") / MB
+        fill = pt.fill_mbps if pt and pt.fill_mbps else None
+        notes.append(
+            f"- **3.** Direct, the client read the image at {direct:.0f} MB/s. "
+            + (
+                f"One cold blob filled through one pullthrough worker at {fill:.0f} MB/s "
+                "(measurement 1's warming fill): the fill (upstream read, spool write, sha256, "
+                "readers' pread and socket write) is a per-MiB pipeline in Python, and the "
+                "last byte waits for the fsync and commit. "
+                if fill
+                else ""
+            )
+            + f"distribution's proxy took {r.cold.median(DIST) / r.cold.median('direct'):.2f}"
+            f"{X} direct."
+        )
+    for s in r.swarm:
+        if s.name == PT and "4" in missed and r.images is not None:
+            size = r.images.swarm.total_size
+            line = (
+                f"- **4.** The {s.clients} clients receive {s.clients} {X} {_fmt_mib(size)} = "
+                f"{s.clients * size / 2**30:.1f} GiB over loopback, against {_fmt_mib(size)} "
+                "for the single pull: on 2 cores serving those bytes dominates."
+            )
+            if s.warm_swarm_seconds:
+                line += (
+                    f" The same {s.clients} pulls with everything cached took "
+                    f"{s.warm_swarm_seconds:.2f} s = {s.warm_swarm_seconds / s.single_seconds:.1f}"
+                    f"{X} a single cold pull: that is this machine's floor, and the cold run was "
+                    f"{s.swarm_seconds / s.warm_swarm_seconds:.2f}{X} of it."
+                )
+            if max(s.blob_gets.values()) > 1:
+                line += (
+                    f" Upstream GETs per blob reached {max(s.blob_gets.values())}: concurrent "
+                    "fills were not all coalesced (across worker processes, most likely)."
+                )
+            notes.append(line)
+    if not notes:
+        return []
+    return ["## Where targets were missed, and why", "", *notes, ""]
+
+
+def render(r: Results) -> str:
+    lines = _header(r)
+    if r.failure:
+        lines += ["## The run failed", "", "```", r.failure.rstrip()[-4000:], "```", ""]
+    lines += _why(r)
+    lines += _throughput_section(r)
+    lines += _manifest_section(r)
+    lines += _cold_section(r)
+    lines += _swarm_section(r)
+    lines += _memory_section(r)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,1 @@
+"""Space that manages itself: templates, lifecycle policies, garbage collection, a size cap."""

@@ -1,0 +1,135 @@
+"""The space keeper: lifecycle expiry, then the size cap, then garbage collection.
+
+`pullthrough lifecycle preview|run` call it directly; a running server calls it every
+`lifecycle.interval` under a lease, so that one worker (or replica) runs it at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pullthrough.config import LifecycleConfig
+from pullthrough.lifecycle.gc import GcReport, collect_garbage
+from pullthrough.lifecycle.policy import Expiry, LifecyclePolicy, LifecyclePolicyError
+from pullthrough.lifecycle.sizecap import SizeCapReport, enforce_size_cap
+from pullthrough.metadata.leases import LeaseStore
+from pullthrough.metadata.space import SpaceStore
+from pullthrough.metadata.templates import TemplateStore
+from pullthrough.storage.driver import BlobDriver
+
+log = logging.getLogger(__name__)
+
+LEASE = "lifecycle"
+
+
+@dataclass
+class LifecycleReport:
+    expired: list[Expiry] = field(default_factory=list)
+    size_cap: SizeCapReport | None = None
+    gc: GcReport | None = None
+    skipped: list[str] = field(default_factory=list)  # repositories with a broken policy
+
+
+class SpaceKeeper:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        driver: BlobDriver,
+        config: LifecycleConfig,
+        spool_dir: Path | None = None,
+    ) -> None:
+        self._spool_dir = spool_dir
+        self._space = SpaceStore(engine)
+        self._templates = TemplateStore(engine)
+        self._leases = LeaseStore(engine)
+        self._driver = driver
+        self._config = config
+
+    async def preview(
+        self, repository: str | None = None, now: float | None = None
+    ) -> tuple[list[Expiry], list[str]]:
+        """What the lifecycle policies would expire now, and why; nothing is changed."""
+        now = time.time() if now is None else now
+        names = (
+            [repository] if repository else [name for _, name in await self._space.repositories()]
+        )
+        expiries: list[Expiry] = []
+        broken: list[str] = []
+        for name in names:
+            settings = await self._templates.settings(name)
+            if settings is None or not settings.lifecycle_policy:
+                continue
+            try:
+                policy = LifecyclePolicy.parse(settings.lifecycle_policy)
+            except LifecyclePolicyError as exc:
+                log.error("repository %s has an invalid lifecycle policy: %s", name, exc)
+                broken.append(name)
+                continue
+            expiries.extend(policy.evaluate(await self._space.images(name), now))
+        return expiries, broken
+
+    async def run(self, repository: str | None = None, now: float | None = None) -> LifecycleReport:
+        now = time.time() if now is None else now
+        expiries, broken = await self.preview(repository, now)
+        await self._expire(expiries)
+        report = LifecycleReport(expired=expiries, skipped=broken)
+        if self._config.max_size is not None:
+            report.size_cap = await enforce_size_cap(
+                self._space,
+                self._driver,
+                max_size=self._config.max_size,
+                low_water=self._config.low_water,
+                grace=self._config.gc_grace,
+                now=now,
+                spool_dir=self._spool_dir,
+            )
+        report.gc = await collect_garbage(
+            self._space,
+            self._driver,
+            grace=self._config.gc_grace,
+            now=now,
+            spool_dir=self._spool_dir,
+        )
+        return report
+
+    async def _expire(self, expiries: Sequence[Expiry]) -> None:
+        by_repository: dict[str, list[str]] = {}
+        for expiry in expiries:
+            by_repository.setdefault(expiry.image.repository, []).append(expiry.image.digest)
+        for name, digests in by_repository.items():
+            await self._space.expire(name, digests)
+            log.info(
+                "expired %d image(s) from %s",
+                len(digests),
+                name,
+                extra={"repository": name, "digests": digests},
+            )
+
+    async def run_periodically(self) -> None:
+        """Every `interval`: take the lease and run. Cancel to stop."""
+        holder = f"{socket.gethostname()}:{os.getpid()}"
+        interval = self._config.interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self._leases.acquire(LEASE, holder, ttl=max(interval, 60.0)):
+                    continue
+                report = await self.run()
+                log.info(
+                    "lifecycle run: %d expired, %d blobs collected",
+                    len(report.expired),
+                    report.gc.blobs_deleted if report.gc else 0,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("lifecycle run failed; trying again in %.0fs", interval)

@@ -1,0 +1,42 @@
+"""Leases: one worker (or replica) at a time runs each background job."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pullthrough.metadata import schema
+
+
+class LeaseStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease if it is free, expired, or already ours; True when we hold it."""
+        now = time.time()
+        table = schema.leases
+        async with self.engine.begin() as conn:
+            insert: Any = (
+                postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            )(table)
+            await conn.execute(
+                insert.values(name=name, holder=holder, expires_at=now + ttl).on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"holder": holder, "expires_at": now + ttl},
+                    where=or_(table.c.expires_at < now, table.c.holder == holder),
+                )
+            )
+            current: str = (
+                await conn.execute(select(table.c.holder).where(table.c.name == name))
+            ).scalar_one()
+        return bool(current == holder)
+
+    async def release(self, name: str, holder: str) -> None:
+        table = schema.leases
+        async with self.engine.begin() as conn:
+            await conn.execute(table.delete().where(table.c.name == name, table.c.holder == holder))
