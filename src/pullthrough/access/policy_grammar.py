@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pullthrough import jsondoc
+
 
 class PolicyError(ValueError):
     """A policy document that cannot be used, with a message pointing at the offending part:
@@ -51,40 +53,20 @@ def compile_wildcard(pattern: str, *, ignore_case: bool = False) -> re.Pattern[s
     return re.compile("".join(pieces), flags)
 
 
-class _JsonObject(dict[str, Any]):
-    """A decoded JSON object that remembers keys it saw twice: `json` keeps only the last one,
-    which would silently drop, say, the first of two `Action` entries."""
-
-    duplicates: tuple[str, ...] = ()
-
-
-def _object_pairs(pairs: list[tuple[str, Any]]) -> _JsonObject:
-    obj = _JsonObject(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        duplicates: list[str] = []
-        for key, _ in pairs:
-            if key in seen:
-                duplicates.append(key)
-            seen.add(key)
-        obj.duplicates = tuple(duplicates)
-    return obj
-
-
 def load_json(document: str | bytes) -> Any:
     try:
-        return json.loads(document, object_pairs_hook=_object_pairs)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"the policy is not valid JSON: {exc}") from None
+        return jsondoc.loads(document)
     except UnicodeDecodeError as exc:
         raise PolicyError(f"the policy is not UTF-8 text: {exc}") from None
+    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity
+        raise PolicyError(f"the policy is not valid JSON: {exc}") from None
 
 
 def json_object(value: Any, field: str) -> Mapping[str, Any]:
     """`value` as a JSON object whose keys each appear once."""
     if not isinstance(value, Mapping):
         raise PolicyError(f"{field} must be a JSON object, not {json_type(value)}")
-    duplicates = getattr(value, "duplicates", ())
+    duplicates = jsondoc.duplicate_keys(value)
     if duplicates:
         raise PolicyError(f'{field} has the key "{duplicates[0]}" more than once')
     for key in value:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pullthrough import jsondoc
+
 # ECR service quota: "Lifecycle policy length: 30,720" characters.
 MAX_DOCUMENT_CHARS = 30_720
 
@@ -48,29 +50,6 @@ class RuleAt:
         return f"rules[{self.index}] (rulePriority {self.priority})"
 
 
-class _JsonObject(dict[str, Any]):
-    """A decoded JSON object remembering keys it saw twice (`json` keeps only the last)."""
-
-    duplicates: tuple[str, ...] = ()
-
-
-def _object_pairs(pairs: list[tuple[str, Any]]) -> _JsonObject:
-    obj = _JsonObject(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        duplicates: list[str] = []
-        for key, _ in pairs:
-            if key in seen:
-                duplicates.append(key)
-            seen.add(key)
-        obj.duplicates = tuple(duplicates)
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def load_json(document: str | bytes) -> Any:
     try:
         text = document.decode("utf-8") if isinstance(document, bytes) else document
@@ -82,7 +61,7 @@ def load_json(document: str | bytes) -> Any:
             f"ECR allows at most {MAX_DOCUMENT_CHARS}"
         )
     try:
-        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
+        return jsondoc.loads(text)
     except ValueError as exc:  # JSONDecodeError, and NaN/Infinity
         raise LifecyclePolicyError(f"the lifecycle policy is not valid JSON: {exc}") from None
 
@@ -95,7 +74,7 @@ def json_object(
     if not isinstance(value, Mapping):
         field = name if where is not None else None
         raise _error(where, name, f"must be a JSON object, not {json_type(value)}", field)
-    duplicates = getattr(value, "duplicates", ())
+    duplicates = jsondoc.duplicate_keys(value)
     if duplicates:
         problem = f"has the field {json.dumps(duplicates[0])} more than once"
         raise _error(where, name, problem, f"{field_prefix}{duplicates[0]}")
