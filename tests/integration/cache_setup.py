@@ -52,6 +52,13 @@ class Cache:
         algorithm, hex_digest = digest.split(":")
         return self.server.data_dir / "blobs" / algorithm / hex_digest[:2] / hex_digest
 
+    def committed(self, digest: str, timeout: float = 30) -> Path:
+        """The stored blob, once its fill has committed: a client has every byte as soon as
+        they are verified, a moment before the fsync and rename."""
+        path = self.stored_blob(digest)
+        wait_for(path.exists, timeout, f"blob {digest} to be committed")
+        return path
+
     def spool_files(self) -> list[Path]:
         """Partial downloads on disk (a failed fill's small progress record may linger)."""
         return list((self.server.data_dir / "tmp").glob("*.part"))

@@ -84,7 +84,7 @@ def test_large_image_copies_through_the_cache(
     cache = start_cache(counting_proxy, pullthrough_server, upstreams["anonymous"])
     copy_and_verify(cache, fixture_images.large, tmp_path / "large", all_platforms=False)
     (layer,) = [b for b in fixture_images.large.blobs if b.size >= 256 * 1024 * 1024]
-    assert cache.stored_blob(layer.digest).stat().st_size == layer.size
+    assert cache.committed(layer.digest).stat().st_size == layer.size
     assert cache.spool_files() == []
 
 

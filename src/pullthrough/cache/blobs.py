@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # A fill that ends just as we look is retried once or twice, not forever.
 _LEAD_OR_FOLLOW_ATTEMPTS = 3
+# At shutdown, how long a verified fill may take to fsync and commit.
+_COMMIT_ON_CLOSE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,11 @@ class BlobCache:
         return len(self._fills)
 
     async def close(self) -> None:
+        """Stop downloads in progress; let verified ones finish committing (briefly), since
+        their clients already have every byte and expect the next pull to be warm."""
+        verified = [f.task for f in self._fills.values() if f.task is not None and f.verified]
+        if verified:
+            await asyncio.wait(verified, timeout=_COMMIT_ON_CLOSE_SECONDS)
         tasks = [f.task for f in self._fills.values() if f.task is not None]
         for task in tasks:
             task.cancel()
