@@ -98,17 +98,30 @@ def _bind(settings: Settings) -> socket.socket:
 
 def run_worker(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    app = build_app(settings)
-    sock = _bind(settings)
-    web.run_app(
-        app,
-        sock=sock,
+    asyncio.run(_serve_until_stopped(settings))
+
+
+async def _serve_until_stopped(settings: Settings) -> None:
+    runner = web.AppRunner(
+        build_app(settings),
         access_log=None,
-        print=None,
         max_field_size=_PARSER_LIMIT,
         max_line_size=_PARSER_LIMIT,
         shutdown_timeout=10,
     )
+    await runner.setup()
+    try:
+        await web.SockSite(runner, _bind(settings)).start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # A worker may get SIGTERM twice (from the supervisor, and from whoever signalled the
+        # process group): the second must not cut short the first's graceful shutdown, in
+        # which fills commit and pull times are written.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+    finally:
+        await runner.cleanup()
 
 
 def serve(settings: Settings) -> None:

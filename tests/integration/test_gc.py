@@ -89,8 +89,12 @@ async def client_loop(
             image = rng.choice(images)
             try:
                 await pull_image(client, cache, image)
-            except (AssertionError, httpx.HTTPError) as exc:
-                tally.failures.append(f"{image.reference}: {type(exc).__name__}: {exc}")
+            except AssertionError as exc:
+                tally.failures.append(f"{image.reference}: {exc}")
+            except httpx.RequestError as exc:
+                tally.failures.append(
+                    f"{image.reference}: {exc.request.url}: {exc!r} at {time.strftime('%X')}"
+                )
             tally.pulls += 1
 
 
@@ -225,7 +229,9 @@ async def test_gc_in_a_loop_while_twenty_clients_pull_loses_nothing_and_leaves_n
     # (A worker's manifest memo keeps serving an expired image for up to 30 s without caching
     # it again, so each victim repository loses its image about once.)
     assert tally.expired >= len(victims)
-    assert sum(report.blobs_deleted for report in tally.gc) > 0
+    # Collections took blobs out of the store (most are fetched again at once: the clients
+    # keep pulling those images).
+    assert sum(report.blobs_deleted + report.refilled for report in tally.gc) > 0
     assert cache.upstream_blob_gets() > len(every_blob)
 
     metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
