@@ -421,9 +421,13 @@ def _why(r: Results) -> list[str]:
             f"- **3.** Direct, the client read the image at {direct:.0f} MB/s. "
             + (
                 f"One cold blob filled through one pullthrough worker at {fill:.0f} MB/s "
-                "(measurement 1's warming fill): the fill (upstream read, spool write, sha256, "
-                "readers' pread and socket write) is a per-MiB pipeline in Python, and the "
-                "last byte waits for the fsync and commit. "
+                "(measurement 1's warming fill). Every byte crosses the worker's event loop "
+                "twice (aiohttp's upstream read into the spool writer, then pread and socket "
+                "write to each reader) with a thread hand-off for the write and sha256 and "
+                "another for each read; upstream and client share the same 2 cores. Receiving, "
+                "writing and hashing overlap, and the last byte is released once the digest "
+                "matches (before the fsync), but the Python per-chunk path stays the limit; "
+                "sendfile from the growing spool file to readers is the next step. "
                 if fill
                 else ""
             )
