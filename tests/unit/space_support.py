@@ -1,10 +1,9 @@
-"""Metadata stores to run the space tests over (SQLite file; PostgreSQL when asyncpg is
-installed), and small builders of manifests and blobs with made-up digests."""
+"""Metadata stores to run the space tests over (a SQLite file, and PostgreSQL on 127.0.0.1),
+and small builders of manifests and blobs with made-up digests."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,8 +31,6 @@ async def metadata(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         store = await MetadataStore.open(f"sqlite+aiosqlite:///{tmp_path / 'metadata.sqlite'}")
     else:
-        if importlib.util.find_spec("asyncpg") is None:
-            pytest.skip("asyncpg is not installed: PostgreSQL contract tests skipped")
         # A schema of its own, so tests never touch what others keep in the database.
         name = f"space_{uuid.uuid4().hex[:12]}"
         admin = create_async_engine(POSTGRES_URL)
