@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -41,3 +42,20 @@ def loads(text: str | bytes) -> Any:
 
 def duplicate_keys(value: Any) -> tuple[str, ...]:
     return tuple(getattr(value, "duplicates", ()))
+
+
+def json_type(value: Any) -> str:
+    """How an error message names what it found: "a string", "null", "an object"…"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__

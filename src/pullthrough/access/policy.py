@@ -45,11 +45,11 @@ from pullthrough.access.policy_grammar import (
     PolicyError,
     compile_wildcard,
     json_object,
-    json_type,
     load_json,
     string_list,
 )
 from pullthrough.access.policy_principals import ANONYMOUS, Principal, PrincipalSelector
+from pullthrough.jsondoc import json_type
 
 __all__ = [
     "ACTIONS",

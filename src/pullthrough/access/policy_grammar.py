@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pullthrough import jsondoc
+from pullthrough.jsondoc import json_type
 
 
 class PolicyError(ValueError):
@@ -92,19 +93,3 @@ def string_list(value: Any, field: str) -> tuple[str, ...]:
         if not item:
             raise PolicyError(f"{field} has an empty string")
     return values
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__

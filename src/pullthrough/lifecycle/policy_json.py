@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pullthrough import jsondoc
+from pullthrough.jsondoc import json_type
 
 # ECR service quota: "Lifecycle policy length: 30,720" characters.
 MAX_DOCUMENT_CHARS = 30_720
@@ -117,19 +118,3 @@ def json_value(value: Any) -> str:
         return json.dumps(value)
     except TypeError:
         return repr(value)
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__

@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
 
+from pullthrough.jsondoc import json_type
 from pullthrough.lifecycle.images import CachedImage
 from pullthrough.lifecycle.policy_json import (
     LifecyclePolicyError,
     RuleAt,
     is_int,
     json_object,
-    json_type,
     json_value,
     known_keys,
     load_json,
