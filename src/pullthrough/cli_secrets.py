@@ -25,8 +25,8 @@ from pullthrough.access.secrets import (
     open_secret_store,
     validate_secret_name,
 )
-from pullthrough.cache.service import metadata_url
 from pullthrough.cli_support import ConfigOption, settings_or_exit
+from pullthrough.metadata.store import sqlite_url
 from pullthrough.storage.layout import DataLayout
 from pullthrough.upstream.credentials import Credential
 
@@ -46,7 +46,7 @@ def _run(config: Path | None, action: Callable[[SecretStore], Awaitable[T]]) -> 
     async def run() -> T:
         layout = DataLayout(settings.data_dir.resolve())
         layout.create()
-        async with open_secret_store(layout.root, metadata_url(layout)) as store:
+        async with open_secret_store(layout.root, sqlite_url(layout.metadata_file)) as store:
             return await action(store)
 
     try:

@@ -25,10 +25,9 @@ from pullthrough.access.rule_credentials import warn_about_credentials
 from pullthrough.access.secrets import open_secret_store
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.api.app import build_app
-from pullthrough.cache.service import metadata_url
 from pullthrough.config import Settings
 from pullthrough.logs import configure_logging
-from pullthrough.metadata.store import MetadataStore
+from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout, blob_key
 
@@ -48,7 +47,7 @@ def check_credentials(settings: Settings) -> None:
     async def check() -> None:
         layout = DataLayout(settings.data_dir.resolve())
         layout.create()
-        async with open_secret_store(layout.root, metadata_url(layout)) as store:
+        async with open_secret_store(layout.root, sqlite_url(layout.metadata_file)) as store:
             await warn_about_credentials(settings, store)
 
     asyncio.run(check())
@@ -65,7 +64,7 @@ async def recover(settings: Settings) -> tuple[int, int]:
         else:
             leftover.unlink(missing_ok=True)
         removed += 1
-    metadata = await MetadataStore.open(metadata_url(layout))
+    metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
     try:
         driver = FilesystemDriver(layout.blob_root)
         missing = []

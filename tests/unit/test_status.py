@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pullthrough.cache.service import metadata_url
 from pullthrough.config import RuleConfig, Settings
-from pullthrough.metadata.store import MetadataStore
+from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.oci.manifest import ParsedManifest
 from pullthrough.oci.mediatypes import OCI_MANIFEST
 from pullthrough.status import NoCacheData, print_status, read_status, status_document
@@ -33,7 +32,7 @@ def settings(tmp_path: Path) -> Settings:
 async def metadata(settings: Settings) -> AsyncIterator[MetadataStore]:
     layout = DataLayout(settings.data_dir)
     layout.create()
-    store = await MetadataStore.open(metadata_url(layout))
+    store = await MetadataStore.open(sqlite_url(layout.metadata_file))
     yield store
     await store.close()
 

@@ -17,15 +17,11 @@ from pullthrough.cache.routing import Router
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.config import Settings
 from pullthrough.metadata.space import SpaceStore
-from pullthrough.metadata.store import MetadataStore
+from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout
 from pullthrough.upstream.credentials import CredentialSource, EnvCredentialSource
-
-
-def metadata_url(layout: DataLayout) -> str:
-    return f"sqlite+aiosqlite:///{layout.metadata_file}"
 
 
 @dataclass
@@ -47,7 +43,7 @@ async def open_cache(
 ) -> AsyncIterator[PullThroughCache]:
     layout = DataLayout(settings.data_dir.resolve())
     layout.create()
-    metadata = await MetadataStore.open(metadata_url(layout))
+    metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
     driver = FilesystemDriver(layout.blob_root)
     connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300)
     session = aiohttp.ClientSession(
