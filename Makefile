@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null)
 VENV := .venv
-DEBIAN_TEST_PACKAGES := docker-registry skopeo
+DEBIAN_TEST_PACKAGES := docker-registry skopeo containerd podman
 
 .PHONY: run test lint typecheck unit deps debian-deps clean
 

@@ -85,8 +85,28 @@ def version() -> None:
 
 def main() -> None:
     # Sub-command groups live in their own modules; imported here so `serve` starts lean.
-    from pullthrough import cli_access, cli_lifecycle, cli_secrets
+    from pullthrough import (
+        cli_access,
+        cli_declarative,
+        cli_lifecycle,
+        cli_mirror,
+        cli_prefetch,
+        cli_repos,
+        cli_rewrite,
+        cli_rules,
+        cli_secrets,
+    )
 
-    for module in (cli_access, cli_secrets, cli_lifecycle):
+    for module in (
+        cli_access,
+        cli_secrets,
+        cli_lifecycle,
+        cli_rules,
+        cli_repos,
+        cli_prefetch,
+        cli_rewrite,
+        cli_mirror,
+        cli_declarative,
+    ):
         module.register(app)
     app()

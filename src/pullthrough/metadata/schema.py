@@ -182,3 +182,48 @@ leases = Table(
     Column("holder", String(128), nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+
+# Pull-through rules as the admin API and `pullthrough apply` manage them. The configuration
+# file's rules seed this table once, for a new data directory (metadata/rules.py).
+pull_through_rules = Table(
+    "pull_through_rules",
+    metadata,
+    Column("prefix", String(255), primary_key=True),
+    Column("document", String, nullable=False),  # the rule's settings, JSON
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Small named facts about the registry as a whole: when the rules were seeded, the rules'
+# version (bumped on every change, so workers reload), the scanning configuration.
+registry_settings = Table(
+    "registry_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Counters per rule, summed over workers: served from disk or fetched from upstream.
+cache_stats = Table(
+    "cache_stats",
+    metadata,
+    Column("prefix", String(255), primary_key=True),
+    Column("hits", BigInteger, nullable=False),
+    Column("misses", BigInteger, nullable=False),
+    Column("bytes_from_cache", BigInteger, nullable=False),
+    Column("bytes_from_upstream", BigInteger, nullable=False),
+    Column("since", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Whether each rule's upstream answered lately, and its last error.
+upstream_health = Table(
+    "upstream_health",
+    metadata,
+    Column("prefix", String(255), primary_key=True),
+    Column("last_success_at", Float, nullable=True),
+    Column("last_error", String(1024), nullable=True),
+    Column("last_error_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
