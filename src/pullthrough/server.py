@@ -25,8 +25,9 @@ from pullthrough.access.rule_credentials import warn_about_credentials
 from pullthrough.access.secrets import open_secret_store
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.api.app import build_app
-from pullthrough.config import Settings
+from pullthrough.config import RuleConfig, Settings
 from pullthrough.logs import configure_logging
+from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout, blob_key
@@ -38,17 +39,49 @@ log = logging.getLogger(__name__)
 _PARSER_LIMIT = 65536
 
 
-def check_credentials(settings: Settings) -> None:
+async def prepare_rules(settings: Settings) -> tuple[RuleConfig, ...]:
+    """Seed a new data directory with the configured rules; return the rules in force. A
+    configuration file whose rules differ from the stored ones is pointed out: after the first
+    start, rules change through the admin API (`pullthrough rules`, `pullthrough apply`)."""
+    layout = DataLayout(settings.data_dir.resolve())
+    layout.create()
+    metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
+    try:
+        store = RuleStore(metadata.engine)
+        seeded = await store.seed(settings.rules)
+        rules = tuple(stored.rule for stored in await store.all())
+    finally:
+        await metadata.close()
+    configured = "rules" in settings.model_fields_set
+    if (
+        not seeded
+        and configured
+        and sorted(rules, key=_prefix) != sorted(settings.rules, key=_prefix)
+    ):
+        log.warning(
+            "the configuration's rules differ from the %d stored in %s, which are the ones served: "
+            "the file's rules only seed a new data directory; change rules with `pullthrough "
+            "rules` or `pullthrough apply -f FILE`",
+            len(rules),
+            layout.metadata_file,
+        )
+    return rules
+
+
+def _prefix(rule: RuleConfig) -> str:
+    return rule.prefix
+
+
+def check_credentials(settings: Settings, rules: tuple[RuleConfig, ...]) -> None:
     """Warn about each rule's secret that neither the secret store nor the environment holds
     (or that cannot be opened). Not fatal: `pullthrough secrets put` adds it while running."""
-    if not any(rule.credential for rule in settings.rules):
+    if not any(rule.credential for rule in rules):
         return
 
     async def check() -> None:
         layout = DataLayout(settings.data_dir.resolve())
-        layout.create()
         async with open_secret_store(layout.root, sqlite_url(layout.metadata_file)) as store:
-            await warn_about_credentials(settings, store)
+            await warn_about_credentials(rules, store)
 
     asyncio.run(check())
 
@@ -125,7 +158,8 @@ async def _serve_until_stopped(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    check_credentials(settings)
+    rules = asyncio.run(prepare_rules(settings))
+    check_credentials(settings, rules)
     asyncio.run(recover(settings))
     if settings.auth.enabled:
         # Made here, once, so worker processes never race to create it.
@@ -135,7 +169,7 @@ def serve(settings: Settings) -> None:
         settings.listen,
         settings.workers,
         settings.data_dir.resolve(),
-        extra={"rules": [r.prefix for r in settings.rules]},
+        extra={"rules": [r.prefix for r in rules]},
     )
     if settings.workers == 1:
         run_worker(settings)

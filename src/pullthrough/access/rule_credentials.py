@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from pullthrough.access.secrets import SecretError, SecretStore
-from pullthrough.config import Settings
+from pullthrough.config import RuleConfig
 from pullthrough.errors import UpstreamUnavailable
 from pullthrough.upstream.credentials import Credential, CredentialSource, EnvCredentialSource
 
@@ -111,13 +111,13 @@ class SecretCredential:
         return f"SecretCredential({self.name!r})"
 
 
-async def warn_about_credentials(settings: Settings, store: SecretStore) -> list[str]:
+async def warn_about_credentials(rules: Sequence[RuleConfig], store: SecretStore) -> list[str]:
     """Log, at start, each rule's secret that neither the store nor the environment has, and
     each stored one that cannot be opened; returns the messages. Nothing here stops the server:
     secrets can be added while it runs."""
     messages: list[str] = []
     environment = EnvCredentialSource()
-    for rule in settings.rules:
+    for rule in rules:
         name = rule.credential
         if not name:
             continue

@@ -19,7 +19,7 @@ from pullthrough.access.policy import (
 )
 from pullthrough.access.tokens import RepositoryAccess, TokenSigner
 from pullthrough.cache.manifests import ImportCheck, import_anything
-from pullthrough.cache.routing import Router
+from pullthrough.cache.rulebook import RuleBook
 from pullthrough.config import AuthConfig
 from pullthrough.errors import Denied, NameInvalid, NameUnknown, RequestInvalid, Unauthorized
 
@@ -34,7 +34,7 @@ class AccessControl:
     authenticator: Authenticator
     authorizer: Authorizer
     signer: TokenSigner
-    router: Router
+    rules: RuleBook
 
     def realm(self, request: web.Request) -> str:
         return self.config.realm or f"{request.scheme}://{request.host}/token"
@@ -162,7 +162,7 @@ class AccessControl:
             if "pull" not in actions.split(","):
                 continue  # push and delete are never granted: the cache is read-only
             try:
-                repository = self.router.resolve(name).repository
+                repository = (await self.rules.router()).resolve(name).repository
             except (NameInvalid, NameUnknown):
                 continue
             if await self.may_list(principal, repository):

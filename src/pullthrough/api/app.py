@@ -37,7 +37,7 @@ def access_control(settings: Settings, cache: PullThroughCache) -> AccessControl
         authenticator=Authenticator(store, signer),
         authorizer=Authorizer(store),
         signer=signer,
-        router=cache.router,
+        rules=cache.rules,
     )
 
 

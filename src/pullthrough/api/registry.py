@@ -111,7 +111,8 @@ class RegistryApi:
                 self.access.check_token_scope(request, caller, scope)
             return await self.catalog(request, caller.principal if caller else None)
         validate_name(endpoint.name)
-        route = self.cache.router.resolve(endpoint.name, request.query.get("ns"))
+        router = await self.cache.rules.router()
+        route = router.resolve(endpoint.name, request.query.get("ns"))
         request["repository"] = route.repository
         may_import: ImportCheck = import_anything
         if self.access is not None and caller is not None:
@@ -153,6 +154,11 @@ class RegistryApi:
         manifest = answer.manifest
         repository_id = await self.cache.metadata.repository_id(route.repository, route.rule.prefix)
         self.cache.pulls.record(repository_id, manifest.digest)
+        if request.method == "GET":
+            if answer.cache == "miss":
+                self.cache.stats.miss(route.rule.prefix, len(manifest.content))
+            else:
+                self.cache.stats.hit(route.rule.prefix, len(manifest.content))
         headers = {
             **API_VERSION_HEADERS,
             "Docker-Content-Digest": manifest.digest,
@@ -184,17 +190,22 @@ class RegistryApi:
             return web.Response(headers={**headers, "Content-Length": str(size)})
         source = await self.cache.blobs.open(route, digest, may_import)
         if isinstance(source, FillingBlob):
-            request["cache"] = "miss"
-            return await self._stream_fill(request, source.fill, wanted, headers)
-        request["cache"] = "hit"
+            request["cache"] = headers["X-Pullthrough-Cache"] = "miss"
+            response, sent = await self._stream_fill(request, source.fill, wanted, headers)
+            self.cache.stats.miss(route.rule.prefix, sent)
+            return response
+        request["cache"] = headers["X-Pullthrough-Cache"] = "hit"
+        start, end = 0, source.size
         if wanted is not None:
-            wanted.resolve(source.size)  # a 416 gets an OCI body before sendfile starts
+            start, end = wanted.resolve(source.size)  # a 416 gets an OCI body before sendfile
+        self.cache.stats.hit(route.rule.prefix, end - start)
         return web.FileResponse(source.path, headers=headers)
 
     @staticmethod
     async def _stream_fill(
         request: web.Request, fill: GrowingBlob, wanted: ByteRange | None, headers: dict[str, str]
-    ) -> web.StreamResponse:
+    ) -> tuple[web.StreamResponse, int]:
+        """The response, and how many body bytes it sent."""
         if fill.size is None and wanted is not None:
             await fill.wait_done()  # a range of an unknown length needs the whole blob first
         start, end, status = 0, fill.size, 200
@@ -206,17 +217,19 @@ class RegistryApi:
         if end is not None:
             response.content_length = end - start
         await response.prepare(request)
+        sent = 0
         try:
             async for chunk in fill.read(start, end):
                 await response.write(chunk)
+                sent += len(chunk)
         except RegistryError:
             # The headers are sent already: a cut connection is the only honest signal left,
             # and the held-back last byte means the client never has the whole wrong blob.
             if request.transport is not None:
                 request.transport.abort()
-            return response
+            return response, sent
         await response.write_eof()
-        return response
+        return response, sent
 
     async def tags(self, request: web.Request, route: Route, name: str) -> web.Response:
         n = _query_number(request, "n")

@@ -10,14 +10,19 @@ import aiohttp
 
 from pullthrough import USER_AGENT
 from pullthrough.cache.blobs import BlobCache
+from pullthrough.cache.health import HealthRecorder
 from pullthrough.cache.listings import Listings
 from pullthrough.cache.manifests import ManifestCache
 from pullthrough.cache.pulls import PullRecorder
-from pullthrough.cache.routing import Router
+from pullthrough.cache.rulebook import RuleBook
+from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.config import Settings
+from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.space import SpaceStore
+from pullthrough.metadata.stats import CacheStatsStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
+from pullthrough.metadata.upstream_health import UpstreamHealthStore
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout
@@ -27,7 +32,7 @@ from pullthrough.upstream.credentials import CredentialSource, EnvCredentialSour
 @dataclass
 class PullThroughCache:
     settings: Settings
-    router: Router
+    rules: RuleBook
     metadata: MetadataStore
     driver: BlobDriver
     upstreams: Upstreams
@@ -35,6 +40,7 @@ class PullThroughCache:
     blobs: BlobCache
     listings: Listings
     pulls: PullRecorder
+    stats: StatsRecorder
 
 
 @asynccontextmanager
@@ -52,16 +58,22 @@ async def open_cache(
     blobs: BlobCache | None = None
     upstreams: Upstreams | None = None
     pulls = PullRecorder(SpaceStore(metadata.engine))
+    stats = StatsRecorder(CacheStatsStore(metadata.engine))
+    health = HealthRecorder(UpstreamHealthStore(metadata.engine))
+    rules = RuleStore(metadata.engine)
     try:
+        # Once per data directory; later the stored rules rule (metadata/rules.py).
+        await rules.seed(settings.rules)
         upstreams = Upstreams(
-            session, settings, settings.rules, credentials or EnvCredentialSource(), metadata
+            session, settings, credentials or EnvCredentialSource(), metadata, health
         )
         manifests = ManifestCache(metadata, upstreams, layout.temp_dir)
         blobs = BlobCache(metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline)
-        pulls.start()
+        for recorder in (pulls, stats, health):
+            recorder.start()
         yield PullThroughCache(
             settings=settings,
-            router=Router(settings.rules),
+            rules=RuleBook(rules),
             metadata=metadata,
             driver=driver,
             upstreams=upstreams,
@@ -69,9 +81,11 @@ async def open_cache(
             blobs=blobs,
             listings=Listings(metadata, upstreams, manifests),
             pulls=pulls,
+            stats=stats,
         )
     finally:
-        await pulls.close()
+        for recorder in (pulls, stats, health):
+            await recorder.close()
         if blobs is not None:
             await blobs.close()
         if upstreams is not None:

@@ -4,7 +4,6 @@ metadata database, what each upstream said about its rate limit with the other w
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +20,7 @@ from pullthrough.upstream.credentials import (
     FixedCredential,
     SourceCredential,
 )
+from pullthrough.upstream.health import HealthSink
 from pullthrough.upstream.ratelimit import RateLimitState
 from pullthrough.upstream.tokens import TokenCache
 
@@ -28,45 +28,53 @@ log = logging.getLogger(__name__)
 
 
 class Upstreams:
+    """A registry client per rule, made when the rule is first used; a rule changed through the
+    admin API gets a new client (its old one finishes what it has in flight)."""
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
         settings: Settings,
-        rules: Sequence[RuleConfig],
         credentials: CredentialSource,
         metadata: MetadataStore | None = None,
+        health: HealthSink | None = None,
     ) -> None:
-        tokens = TokenCache()
-        timeouts = UpstreamTimeouts(
+        self._session = session
+        self._tokens = TokenCache()
+        self._timeouts = UpstreamTimeouts(
             connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout
         )
-        retry = RetryPolicy(attempts=settings.upstream_retries)
-        shared = SharedUpstreamState(metadata) if metadata is not None else None
+        self._retry = RetryPolicy(attempts=settings.upstream_retries)
+        self._shared = SharedUpstreamState(metadata) if metadata is not None else None
+        self._health = health
+        self._credentials = credentials
         # With a database, secrets come from the store (the environment as fallback) and are
         # looked up as clients authenticate, so a rotation needs no restart.
-        stored = (
+        self._stored = (
             StoredCredentials(
                 SecretStore(metadata, SecretKeySource(settings.data_dir.resolve())), credentials
             )
             if metadata is not None
             else None
         )
-        self._clients = {
-            rule.prefix: RegistryClient(
-                session,
-                rule.upstream,
-                name=rule.prefix,
-                credentials=_credential_of(rule, credentials, stored),
-                timeouts=timeouts,
-                retry=retry,
-                tokens=tokens,
-                shared_state=shared,
-            )
-            for rule in rules
-        }
+        self._clients: dict[RuleConfig, RegistryClient] = {}
 
     def client(self, rule: RuleConfig) -> RegistryClient:
-        return self._clients[rule.prefix]
+        client = self._clients.get(rule)
+        if client is None:
+            client = RegistryClient(
+                self._session,
+                rule.upstream,
+                name=rule.prefix,
+                credentials=_credential_of(rule, self._credentials, self._stored),
+                timeouts=self._timeouts,
+                retry=self._retry,
+                tokens=self._tokens,
+                shared_state=self._shared,
+                health=self._health,
+            )
+            self._clients[rule] = client
+        return client
 
     def all(self) -> list[RegistryClient]:
         return list(self._clients.values())

@@ -27,6 +27,7 @@ from pullthrough.upstream.auth import UpstreamAuth
 from pullthrough.upstream.blob import UpstreamBlob
 from pullthrough.upstream.credentials import Credential, CredentialProvider, FixedCredential
 from pullthrough.upstream.faults import UpstreamName, read_at_most
+from pullthrough.upstream.health import HealthSink
 from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
 from pullthrough.upstream.throttle import Throttle, ThrottleStore
@@ -99,6 +100,7 @@ class RegistryClient:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, safe to share
         tokens: TokenCache | None = None,
         shared_state: ThrottleStore | None = None,
+        health: HealthSink | None = None,
     ) -> None:
         base = URL(base_url.rstrip("/"))
         if not base.absolute or base.scheme not in ("http", "https") or not base.host:
@@ -129,6 +131,7 @@ class RegistryClient:
             timeouts=timeouts,
             retry=retry,
             throttle=Throttle(self._upstream, shared_state),
+            health=health,
         )
         self._bounded = aiohttp.ClientTimeout(
             total=timeouts.total_manifest, sock_connect=timeouts.connect, sock_read=timeouts.read

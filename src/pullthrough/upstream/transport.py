@@ -17,7 +17,14 @@ from typing import NoReturn, TypeVar
 import aiohttp
 from yarl import URL
 
-from pullthrough.errors import NameUnknown, RegistryError, UpstreamInvalid
+from pullthrough.errors import (
+    NameUnknown,
+    RegistryError,
+    TooManyRequests,
+    UpstreamInvalid,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from pullthrough.upstream.auth import UpstreamAuth
 from pullthrough.upstream.challenge import parse_challenges
 from pullthrough.upstream.faults import (
@@ -30,6 +37,7 @@ from pullthrough.upstream.faults import (
     translate_exception,
     unauthorized_message,
 )
+from pullthrough.upstream.health import HealthSink
 from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
 from pullthrough.upstream.throttle import Throttle
@@ -55,8 +63,10 @@ class UpstreamTransport:
         timeouts: UpstreamTimeouts,
         retry: RetryPolicy,
         throttle: Throttle,
+        health: HealthSink | None = None,
     ) -> None:
         self.throttle = throttle
+        self._health = health
         self._session = session
         self._upstream = upstream
         self._origin = origin
@@ -71,6 +81,28 @@ class UpstreamTransport:
 
     async def call(self, doing: str, attempt: Callable[[], Awaitable[T]], total: float | None) -> T:
         """`attempt()` until it succeeds, fails for good, or `retry.attempts` transient failures."""
+        try:
+            result = await self._attempts(doing, attempt, total)
+        except (UpstreamUnavailable, UpstreamTimeout, TooManyRequests) as error:
+            self._report(error)
+            raise
+        except RegistryError:
+            self._report(None)  # an answer, such as a 404
+            raise
+        self._report(None)
+        return result
+
+    def _report(self, error: RegistryError | None) -> None:
+        if self._health is None:
+            return
+        if error is None:
+            self._health.succeeded(self._upstream.name)
+        else:
+            self._health.failed(self._upstream.name, error.message)
+
+    async def _attempts(
+        self, doing: str, attempt: Callable[[], Awaitable[T]], total: float | None
+    ) -> T:
         attempts = max(1, self._retry.attempts)
         for number in range(1, attempts + 1):
             try:
