@@ -20,7 +20,7 @@ from tests.rig.registry import AuthMode, UpstreamRegistry
 from tests.rig.server import PullthroughServer
 from tests.rig.token_issuer import TokenIssuer
 
-_REQUIRED_TOOLS = ("docker-registry", "skopeo")
+_REQUIRED_TOOLS = ("docker-registry", "skopeo", "containerd", "ctr", "podman")
 
 MakeProxy = Callable[[str], CountingProxy]
 StartPullthrough = Callable[..., PullthroughServer]

@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 from pullthrough import __version__
+from pullthrough.client.cli_options import (
+    Output,
+    OutputOption,
+    ServerOption,
+    TokenOption,
+    admin_session,
+)
 from pullthrough.config import ConfigError, load_settings
 
 app = typer.Typer(
@@ -46,35 +53,22 @@ def serve(
 
 @app.command()
 def status(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", "-c", help="The server's configuration file (or PULLTHROUGH_CONFIG)."
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ctx: typer.Context,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
 ) -> None:
-    """Show each rule's upstream rate limit and 429 block, and what the cache holds."""
-    import asyncio
-    import json
+    """Each rule's upstream (reachable, last error, rate-limit headroom, 429 block), hit
+    statistics, and what the cache holds; warns when an upstream's rate limit runs low."""
+    from pullthrough.client import render
+    from pullthrough.status import print_status
 
-    from rich.console import Console
-
-    from pullthrough.status import NoCacheData, print_status, read_status, status_document
-
-    try:
-        settings = load_settings(config)
-        current = asyncio.run(read_status(settings))
-    except ConfigError as exc:
-        typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
-    except NoCacheData as exc:
-        typer.echo(f"pullthrough: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(json.dumps(status_document(current), indent=2))
+    with admin_session(ctx, server, token) as client:
+        document = client.get("/status")
+    if output is Output.json:
+        render.print_json(document)
     else:
-        print_status(current, Console())
+        print_status(document, render.console())
 
 
 @app.command()

@@ -1,8 +1,10 @@
 """Command-line management of who may pull: users, API keys, login tokens, the registry policy.
 
-These commands work on the server's data directory directly (the same `--config`), so they are
-for the operator on the server's machine; changes take effect in a running server within a
-second.
+`users`, `apikeys` and `login-password` work on the server's data directory directly (the same
+`--config`), on the server's machine: they bootstrap access before anyone can use the admin API.
+`policy` goes through the admin API; `policy put --config` writes the data directory instead,
+for the first policy that grants someone `registry:Admin`. Changes take effect in a running
+server within a second.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from pullthrough.access.hashing import hash_api_key, hash_password, new_api_key
 from pullthrough.access.policy import PolicyDocument, PolicyError
 from pullthrough.access.tokens import TokenSigner, load_or_create_key
 from pullthrough.cli_support import ConfigOption, run_on_metadata
+from pullthrough.client.cli_options import (
+    EXIT_USAGE,
+    ServerOption,
+    TokenOption,
+    admin_session,
+    fail,
+    read_text,
+)
 from pullthrough.config import Settings
 from pullthrough.metadata.principals import AccessStore
 
@@ -31,7 +41,9 @@ GroupOption = Annotated[
 
 users_app = typer.Typer(help="Users who log in with a password.", no_args_is_help=True)
 apikeys_app = typer.Typer(help="API keys for machines (CI, nodes).", no_args_is_help=True)
-policy_app = typer.Typer(help="The registry policy (IAM-style JSON).", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="The registry policy (IAM-style JSON), through the admin API.", no_args_is_help=True
+)
 
 
 def _run(config: Path | None, work: Callable[[AccessStore, Settings], Awaitable[T]]) -> T:
@@ -123,29 +135,72 @@ def login_password(
 
 
 @policy_app.command("get")
-def policy_get(config: ConfigOption = None) -> None:
-    """Print the registry policy (the built-in default when none is set)."""
-    from pullthrough.access.authz import DEFAULT_POLICY
+def policy_get(
+    ctx: typer.Context,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Read the data directory of this server configuration instead."
+        ),
+    ] = None,
+) -> None:
+    """Print the registry policy document (the built-in default when none is set)."""
+    if config is not None:
+        stored = _run(config, lambda store, _s: store.policy())
+        document = json.loads(stored[0]) if stored else None
+    else:
+        with admin_session(ctx, server, token) as client:
+            document = client.get("/registry-policy")["policy"]
+    if document is None:
+        from pullthrough.access.authz import DEFAULT_POLICY
 
-    stored = _run(config, lambda store, _s: store.policy())
-    document = json.loads(stored[0]) if stored else DEFAULT_POLICY
+        typer.echo("pullthrough: no policy set; the built-in default applies:", err=True)
+        document = DEFAULT_POLICY
     typer.echo(json.dumps(document, indent=2))
 
 
 @policy_app.command("put")
 def policy_put(
-    file: Annotated[Path, typer.Argument(help="A JSON policy document, or - for stdin.")],
-    config: ConfigOption = None,
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Option("--file", "-f", help="A JSON policy document, or - for stdin.")
+    ],
+    server: ServerOption = None,
+    token: TokenOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Write to the data directory of this server configuration instead: the "
+            "bootstrap, before any principal may use the admin API.",
+        ),
+    ] = None,
 ) -> None:
     """Validate and store the registry policy; a running server applies it within a second."""
-    text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    text = read_text(file, "the policy")
     try:
         document = PolicyDocument.parse(text)
     except PolicyError as exc:
-        typer.echo(f"pullthrough: invalid policy: {exc}", err=True)
-        raise typer.Exit(2) from None
-    _run(config, lambda store, _s: store.put_policy(json.dumps(document.to_json())))
+        fail(f"invalid policy: {exc}", EXIT_USAGE)
+    if config is not None:
+        _run(config, lambda store, _s: store.put_policy(json.dumps(document.to_json())))
+    else:
+        with admin_session(ctx, server, token) as client:
+            client.put("/registry-policy", json.loads(text))
     typer.echo("policy saved")
+
+
+@policy_app.command("delete")
+def policy_delete(
+    ctx: typer.Context, server: ServerOption = None, token: TokenOption = None
+) -> None:
+    """Remove the registry policy: the built-in default applies again."""
+    with admin_session(ctx, server, token) as client:
+        client.delete("/registry-policy")
+    typer.echo("policy deleted; the built-in default applies")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,8 @@
-"""Command-line management of space: creation templates, lifecycle policies, preview and run."""
+"""Command-line management of space: creation templates, lifecycle policies, preview and run.
+
+`templates` go through the admin API (`--server`); `lifecycle` works on the server's data
+directory (`--config`), on the server's machine.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,24 @@ from typing import Annotated, Any
 import typer
 
 from pullthrough.cli_support import ConfigOption, fail, run_on_metadata
+from pullthrough.client import render
+from pullthrough.client.admin import path_segment
+from pullthrough.client.cli_options import (
+    Output,
+    OutputOption,
+    ServerOption,
+    TokenOption,
+    admin_session,
+    read_json_object,
+)
 from pullthrough.config import Settings
 from pullthrough.lifecycle.policy import Expiry, LifecyclePolicy, LifecyclePolicyError
 from pullthrough.metadata.store import MetadataStore
-from pullthrough.metadata.templates import CreationTemplate, TemplateStore
+from pullthrough.metadata.templates import TemplateStore
 
 templates_app = typer.Typer(
-    help="Repository creation templates: settings copied onto repositories the cache creates.",
+    help="Repository creation templates: settings copied onto repositories the cache creates "
+    "(admin API).",
     no_args_is_help=True,
 )
 lifecycle_app = typer.Typer(
@@ -53,53 +68,97 @@ def _when(now: str | None) -> float | None:
 
 @templates_app.command("put")
 def templates_put(
+    ctx: typer.Context,
     prefix: Annotated[str, typer.Argument(help="A repository prefix (e.g. docker-hub) or ROOT.")],
     lifecycle_policy: Annotated[
         Path | None, typer.Option(help="An ECR lifecycle policy JSON file, or - for stdin.")
     ] = None,
     scan_on_pull: Annotated[bool, typer.Option(help="Scan images when first cached.")] = False,
     description: Annotated[str | None, typer.Option()] = None,
-    config: ConfigOption = None,
+    applied_for: Annotated[
+        list[str] | None,
+        typer.Option(help="Where it applies (repeatable; default PULL_THROUGH_CACHE)."),
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Create or replace a template; repositories created afterwards get its settings."""
-    policy = _policy_text(lifecycle_policy) if lifecycle_policy else None
-    template = CreationTemplate(
-        prefix=prefix, lifecycle_policy=policy, scan_on_pull=scan_on_pull, description=description
-    )
-    run_on_metadata(config, lambda m, _s: TemplateStore(m.engine).put(template))
+    body: dict[str, Any] = {"prefix": prefix, "scan_on_pull": scan_on_pull}
+    if lifecycle_policy is not None:
+        body["lifecycle_policy"] = read_json_object(lifecycle_policy, "the lifecycle policy")
+    if description is not None:
+        body["description"] = description
+    if applied_for:
+        body["applied_for"] = applied_for
+    with admin_session(ctx, server, token) as client:
+        client.put(f"/templates/{path_segment(prefix)}", body)
     typer.echo(f"template {prefix} saved (applies to repositories created from now on)")
 
 
 @templates_app.command("list")
-def templates_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
-    """Every template, with its lifecycle policy."""
-    templates = run_on_metadata(config, lambda m, _s: TemplateStore(m.engine).all())
-    documents = [
-        {
-            "prefix": t.prefix,
-            "appliedFor": list(t.applied_for),
-            "scanOnPull": t.scan_on_pull,
-            "description": t.description,
-            "lifecyclePolicy": json.loads(t.lifecycle_policy) if t.lifecycle_policy else None,
-        }
-        for t in templates
-    ]
-    if as_json:
-        typer.echo(json.dumps(documents, indent=2))
+def templates_list(
+    ctx: typer.Context,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Every template, with how many lifecycle rules it carries."""
+    with admin_session(ctx, server, token) as client:
+        document = client.get("/templates")
+    if output is Output.json:
+        render.print_json(document)
         return
-    for t in templates:
-        rules = len(json.loads(t.lifecycle_policy)["rules"]) if t.lifecycle_policy else 0
-        typer.echo(
-            f"{t.prefix}\tlifecycle rules={rules}\tscan_on_pull={t.scan_on_pull}"
-            + (f"\t{t.description}" if t.description else "")
-        )
+    render.print_rows(
+        ("prefix", "applied for", "lifecycle rules", "scan on pull", "description"),
+        (
+            (
+                render.cell(t["prefix"]),
+                render.cell(t.get("applied_for")),
+                str(len((t.get("lifecycle_policy") or {}).get("rules", []))),
+                render.cell(bool(t.get("scan_on_pull"))),
+                render.cell(t.get("description")),
+            )
+            for t in document["templates"]
+        ),
+        "no templates: add one with `pullthrough templates put ROOT --lifecycle-policy FILE`",
+    )
+
+
+@templates_app.command("get")
+def templates_get(
+    ctx: typer.Context,
+    prefix: str,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """One template, with its lifecycle policy."""
+    with admin_session(ctx, server, token) as client:
+        template = client.get(f"/templates/{path_segment(prefix)}")
+    if output is Output.json:
+        render.print_json(template)
+        return
+    policy = template.get("lifecycle_policy")
+    render.print_fields(
+        [
+            ("prefix", render.cell(template["prefix"])),
+            ("applied for", render.cell(template.get("applied_for"))),
+            ("scan on pull", render.cell(bool(template.get("scan_on_pull")))),
+            ("description", render.cell(template.get("description"))),
+            ("created", render.cell(template.get("created_at"))),
+            ("updated", render.cell(template.get("updated_at"))),
+            ("lifecycle policy", render.cell(json.dumps(policy, indent=2) if policy else None)),
+        ]
+    )
 
 
 @templates_app.command("delete")
-def templates_delete(prefix: str, config: ConfigOption = None) -> None:
+def templates_delete(
+    ctx: typer.Context, prefix: str, server: ServerOption = None, token: TokenOption = None
+) -> None:
     """Remove a template (repositories already created keep their settings)."""
-    if not run_on_metadata(config, lambda m, _s: TemplateStore(m.engine).delete(prefix)):
-        raise fail(f"no template for prefix {prefix!r}")
+    with admin_session(ctx, server, token) as client:
+        client.delete(f"/templates/{path_segment(prefix)}")
     typer.echo(f"template {prefix} deleted")
 
 

@@ -1,144 +1,156 @@
-"""`pullthrough secrets put|list|delete`: the upstream credentials rules name.
+"""`pullthrough secrets put|list|delete`: the upstream credentials rules name, through the
+admin API. A running server uses a changed secret within a few seconds.
 
-These work on the server's data directory directly (the same `--config`), with the key from
-`PULLTHROUGH_SECRET_KEY` or the data directory's `secret.key`; a running server uses a changed
-secret within a few seconds. Values are read from stdin, never from arguments (which other
-users can see in `ps`), and never printed.
+Values are read from stdin or a file, never from arguments (which other users can see in
+`ps`), and never printed: the API returns names and timestamps only.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
-from pullthrough.access.secrets import (
-    SecretError,
-    SecretStore,
-    credential_from_json,
-    open_secret_store,
-    validate_secret_name,
+from pullthrough.access.secrets import SecretError, credential_from_json, validate_secret_name
+from pullthrough.client import render
+from pullthrough.client.admin import AdminClient, AdminError, path_segment
+from pullthrough.client.cli_options import (
+    EXIT_USAGE,
+    Output,
+    OutputOption,
+    ServerOption,
+    TokenOption,
+    admin_session,
+    fail,
+    read_text,
 )
-from pullthrough.cli_support import ConfigOption, settings_or_exit
-from pullthrough.metadata.store import sqlite_url
-from pullthrough.storage.layout import DataLayout
 from pullthrough.upstream.credentials import Credential
 
-T = TypeVar("T")
 NameArgument = Annotated[
     str, typer.Argument(help="The secret's name, e.g. pullthrough/docker-hub.")
 ]
 
 secrets_app = typer.Typer(
-    help="Upstream credentials, encrypted in the data directory's database.", no_args_is_help=True
+    help="Upstream credentials, stored encrypted by the server (admin API).", no_args_is_help=True
 )
 
 
-def _run(config: Path | None, action: Callable[[SecretStore], Awaitable[T]]) -> T:
-    settings = settings_or_exit(config)
-
-    async def run() -> T:
-        layout = DataLayout(settings.data_dir.resolve())
-        layout.create()
-        async with open_secret_store(layout.root, sqlite_url(layout.metadata_file)) as store:
-            return await action(store)
-
-    try:
-        return asyncio.run(run())
-    except SecretError as exc:
-        typer.echo(f"pullthrough: {exc}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _read_value(name: str, username: str | None) -> Credential:
-    interactive = sys.stdin.isatty()
-    if username is not None:
-        if interactive:
-            token = typer.prompt(f"access token for {username}", hide_input=True)
+def _read_value(name: str, username: str | None, file: Path | None) -> Credential:
+    """The credential from `file` or stdin: the token alone with --username, else JSON."""
+    if file is not None:
+        text = read_text(file, "the secret value in")
+    elif sys.stdin.isatty():
+        if username is not None:
+            text = typer.prompt(f"access token for {username}", hide_input=True)
         else:
-            token = sys.stdin.read().rstrip("\r\n")
-        return credential_from_json(json.dumps({"username": username, "accessToken": token}))
-    if interactive:
-        typer.echo(
-            f'the value of {name}: {{"username": "…", "accessToken": "…"}}, then Ctrl-D',
-            err=True,
-        )
-    return credential_from_json(sys.stdin.read())
+            typer.echo(
+                f'the value of {name}: {{"username": "…", "accessToken": "…"}}, then Ctrl-D',
+                err=True,
+            )
+            text = sys.stdin.read()
+    else:
+        text = sys.stdin.read()
+    try:
+        if username is None:
+            return credential_from_json(text)
+        token = text.rstrip("\r\n")
+        if not token:
+            fail(f"no access token for {username} on standard input or in the file", EXIT_USAGE)
+        return Credential(username, token)
+    except SecretError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _exists(client: AdminClient, name: str) -> bool:
+    try:
+        client.get(f"/secrets/{path_segment(name)}")
+    except AdminError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 @secrets_app.command("put")
 def put(
+    ctx: typer.Context,
     name: NameArgument,
     username: Annotated[
         str | None,
         typer.Option(
-            "--username", "-u", help="Take the username from here and only the token from stdin."
+            "--username", "-u", help="The upstream username; the token alone comes from stdin."
         ),
     ] = None,
-    config: ConfigOption = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", "-f", help="Read the value (or, with --username, the token) from FILE."
+        ),
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
-    """Store a secret from stdin: JSON {"username": …, "accessToken": …} (or "password")."""
+    """Store a secret: the token from stdin with --username, or JSON {"username": …,
+    "accessToken": …} (or "password")."""
     try:
         validate_secret_name(name)
-        value = _read_value(name, username)
     except SecretError as exc:
-        typer.echo(f"pullthrough: {exc}", err=True)
-        raise typer.Exit(1) from None
-    created = _run(config, lambda store: store.put(name, value))
-    if created:
-        typer.echo(f"stored secret {name}")
-    else:
+        fail(str(exc), EXIT_USAGE)
+    value = _read_value(name, username, file)
+    with admin_session(ctx, server, token) as client:
+        existed = _exists(client, name)
+        client.put(
+            f"/secrets/{path_segment(name)}",
+            {"username": value.username, "accessToken": value.password},
+        )
+    if existed:
         typer.echo(f"replaced secret {name}; running servers use it within a few seconds")
+    else:
+        typer.echo(f"stored secret {name}")
 
 
 @secrets_app.command("list")
 def list_secrets(
-    config: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ctx: typer.Context,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
 ) -> None:
     """Names and timestamps of the stored secrets (never their values)."""
-    listing = _run(config, lambda store: store.list())
-    if as_json:
-        document = [
-            {
-                "name": entry.name,
-                "created_at": _iso(entry.created_at),
-                "updated_at": _iso(entry.updated_at),
-            }
-            for entry in listing
-        ]
-        typer.echo(json.dumps(document, indent=2))
+    with admin_session(ctx, server, token) as client:
+        document = client.get("/secrets")
+    if output is Output.json:
+        render.print_json(document)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "created", "updated", box=None)
-    for entry in listing:
-        table.add_row(entry.name, _iso(entry.created_at), _iso(entry.updated_at))
-    console = Console()
-    if listing:
-        console.print(table)
-    else:
-        console.print("no secrets stored; add one with `pullthrough secrets put NAME`")
+    render.print_rows(
+        ("name", "created", "updated"),
+        (
+            (
+                render.cell(s["name"]),
+                render.cell(s.get("created_at")),
+                render.ago(s.get("updated_at")),
+            )
+            for s in document["secrets"]
+        ),
+        "no secrets stored; add one with `pullthrough secrets put NAME --username USER`",
+    )
 
 
 @secrets_app.command("delete")
-def delete(name: NameArgument, config: ConfigOption = None) -> None:
+def delete(
+    ctx: typer.Context, name: NameArgument, server: ServerOption = None, token: TokenOption = None
+) -> None:
     """Delete a secret; rules naming it fall back to the environment, else go anonymous."""
-    if not _run(config, lambda store: store.delete(name)):
-        typer.echo(f"pullthrough: no secret named {name!r}", err=True)
-        raise typer.Exit(1)
+    with admin_session(ctx, server, token) as client:
+        try:
+            client.delete(f"/secrets/{path_segment(name)}")
+        except AdminError as exc:
+            if exc.status == 404:
+                fail(f"no secret named {name!r}")
+            raise
     typer.echo(f"deleted secret {name}")
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def register(app: typer.Typer) -> None:

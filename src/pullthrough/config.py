@@ -27,8 +27,15 @@ from pullthrough.errors import NameInvalid
 from pullthrough.oci.names import validate_name
 
 ENV_PREFIX = "PULLTHROUGH_"
-# PULLTHROUGH_CONFIG names the file; PULLTHROUGH_SECRET_* are credentials, not settings.
-_ENV_NOT_SETTINGS = ("PULLTHROUGH_CONFIG", "PULLTHROUGH_SECRET_")
+# PULLTHROUGH_CONFIG names the file; PULLTHROUGH_SECRET_* are credentials; the CLI's own
+# variables (client/admin.py) say which server to talk to. None of them are settings.
+_ENV_NOT_SETTINGS = (
+    "PULLTHROUGH_CONFIG",
+    "PULLTHROUGH_SECRET_",
+    "PULLTHROUGH_SERVER",
+    "PULLTHROUGH_TOKEN",
+    "PULLTHROUGH_CLIENT_CONFIG",
+)
 DOCKER_HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")

@@ -107,7 +107,9 @@ def cache(
     PASSWORDS["ci"] = cli(cache, "apikeys", "create", "ci", "--org", "acme").strip()
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(POLICY))
-    cli(cache, "policy", "put", str(policy))
+    # With auth on, nobody may use the admin API until a policy grants registry:Admin: the
+    # first policy goes into the data directory (--config), as an operator bootstraps.
+    cli(cache, "policy", "put", "-f", str(policy))
     time.sleep(1.1)  # the server re-reads the policy at most once a second
     return cache
 

@@ -1,4 +1,5 @@
-"""Creation templates and lifecycle policies through the real server and the command line."""
+"""Creation templates (through the admin API) and lifecycle policies (on the data directory)
+through the real server and the command line."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import MakeProxy, StartPullthrough
+from tests.integration.admin_cli import admin_ok
 from tests.integration.cache_setup import Cache, start_cache
 from tests.rig.images import FixtureImages
 from tests.rig.oci_build import OCI_INDEX, OCI_MANIFEST
@@ -75,7 +77,7 @@ def put_template(
 ) -> None:
     file = tmp_path / f"{prefix}.json"
     file.write_text(json.dumps(document))
-    cli(server, "templates", "put", prefix, "--lifecycle-policy", str(file))
+    admin_ok(server, "templates", "put", prefix, "--lifecycle-policy", str(file))
 
 
 def repository_policy(server: PullthroughServer, repository: str) -> dict[str, Any]:
@@ -118,8 +120,8 @@ def test_templates_apply_to_new_repositories_by_prefix_and_edits_spare_existing_
     assert repository_policy(server, "docker-hub/team/multi")["lifecyclePolicy"] == KEEP_FIVE
     assert repository_policy(server, "docker-hub/library/busybox")["lifecyclePolicy"] == KEEP_TWO
 
-    listed = json.loads(cli(server, "templates", "list", "--json"))
-    assert [t["prefix"] for t in listed] == ["ROOT", "docker-hub"]
+    listed = json.loads(admin_ok(server, "templates", "list", "--output", "json"))
+    assert [t["prefix"] for t in listed["templates"]] == ["ROOT", "docker-hub"]
 
 
 def test_preview_names_the_rule_and_run_expires_exactly_that(

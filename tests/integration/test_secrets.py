@@ -1,12 +1,12 @@
 """Stored upstream credentials: a rule pulls from Basic-auth and token-auth upstreams with a
-secret from `pullthrough secrets put`, a rotation takes effect without a restart, and no secret
-value reaches the log (at debug level), an API response or the database file in clear text."""
+secret from `pullthrough secrets put` (through the admin API), a rotation takes effect without a
+restart, and no secret value reaches the log (at debug level), an API response or the database
+file in clear text."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,10 +15,11 @@ import pytest
 
 from pullthrough.oci.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import MakeProxy, StartPullthrough
+from tests.integration.admin_cli import pullthrough_cli
 from tests.integration.cache_setup import SECRET, Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages, PushedImage
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import PullthroughServer, pullthrough_binary
+from tests.rig.server import PullthroughServer
 from tests.rig.skopeo import skopeo_copy, verified_dir_digests
 from tests.rig.token_issuer import TokenIssuer
 
@@ -48,16 +49,8 @@ class Responses:
 def secrets_cli(
     server: PullthroughServer, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`pullthrough secrets …` against the server's configuration (so its data directory)."""
-    return subprocess.run(
-        [str(pullthrough_binary()), "secrets", *args, "--config", str(server.config_path)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **server.env},
-        check=False,
-    )
+    """`pullthrough secrets …` against the server's admin API."""
+    return pullthrough_cli(server, "secrets", *args, stdin=stdin)
 
 
 def put_secret(server: PullthroughServer, value: dict[str, str]) -> None:
@@ -102,9 +95,9 @@ def assert_no_secret_anywhere(cache: Cache, responses: Responses, secrets: list[
     needles = [s.encode() for s in secrets]
     # An Authorization header in a log would carry the password base64-encoded.
     needles += [base64.b64encode(f"{username}:{s}".encode()) for s in secrets]
-    listing = secrets_cli(cache.server, "list", "--json")
+    listing = secrets_cli(cache.server, "list", "--output", "json")
     assert listing.returncode == 0, listing.stderr
-    assert [entry["name"] for entry in json.loads(listing.stdout)] == [SECRET]
+    assert [entry["name"] for entry in json.loads(listing.stdout)["secrets"]] == [SECRET]
     cache.server.stop()  # checkpoints the WAL into the database file
     log = cache.server.log_text().encode()
     assert b'"level": "debug"' in log  # the log really is at debug level

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ import httpx
 import pytest
 
 from tests.conftest import MakeProxy, StartPullthrough
+from tests.integration.admin_cli import pullthrough_cli
 from tests.integration.cache_setup import Cache, sha256, start_cache, wait_for
 from tests.rig.images import FixtureImages, PushedImage, RegistryPusher, retag
 from tests.rig.oci_build import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import PullthroughServer, pullthrough_binary
+from tests.rig.server import PullthroughServer
 from tests.rig.skopeo import skopeo_copy, verified_dir_digests
 
 pytestmark = pytest.mark.integration
@@ -57,18 +59,14 @@ def manifest(cache: Cache | PullthroughServer, repo: str, reference: str) -> htt
 
 
 def pullthrough_status(server: PullthroughServer, *extra: str) -> subprocess.CompletedProcess[str]:
-    """`pullthrough status --config <the server's config>` as an operator runs it."""
-    return subprocess.run(
-        [str(pullthrough_binary()), "status", "--config", str(server.config_path), *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    """`pullthrough status --server <the server>` as an operator runs it."""
+    result = pullthrough_cli(server, "status", *extra)
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def status_json(server: PullthroughServer) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(pullthrough_status(server, "--json").stdout)
+    document: dict[str, Any] = json.loads(pullthrough_status(server, "--output", "json").stdout)
     return document
 
 
@@ -133,6 +131,18 @@ def test_with_the_upstream_stopped_cached_tags_still_pull(
     )
     assert uncached_blob.status_code in (502, 504)
     assert own_upstream.host in uncached_blob.json()["errors"][0]["message"]
+
+    # Status tells the operator: the upstream is unreachable, and why.
+    def upstream_health() -> dict[str, Any]:
+        upstreams: list[dict[str, Any]] = status_json(server)["upstreams"]
+        return upstreams[0]
+
+    wait_for(lambda: upstream_health()["reachable"] is False, 10, "the failure to be recorded")
+    health = upstream_health()
+    assert health["prefix"] == "up"
+    assert health["last_success_at"] is not None  # it answered before it stopped
+    assert f"upstream up ({own_upstream.host})" in health["last_error"]
+    assert health["last_error_at"] > health["last_success_at"]
 
 
 def test_a_slow_upstream_times_out_into_stale_or_504(
@@ -340,27 +350,31 @@ def test_rate_limit_headers_show_in_status_and_warn_when_low(
         assert manifest(cache, repo, tag).status_code == 200
 
     def recorded() -> bool:
-        return status_json(cache.server)["rules"][0]["rate_limit"] is not None
+        return status_json(cache.server)["upstreams"][0]["rate_limit"] is not None
 
     wait_for(recorded, 10, "the rate limit to be recorded")
     document = status_json(cache.server)
-    (rule,) = document["rules"]
+    (rule,) = document["upstreams"]
     assert rule["prefix"] == "up"
     assert rule["upstream"] == cache.proxy.url
     assert rule["rate_limit"]["limit"] == 100
     assert rule["rate_limit"]["remaining"] == 7
-    assert rule["rate_limit"]["window_seconds"] == 21600
+    assert rule["rate_limit"]["window"] == 21600
     assert rule["rate_limit"]["source"] == "203.0.113.9"
     assert rule["blocked_until"] is None
-    assert document["cache"]["repositories"] == 3
-    assert document["cache"]["manifests"] == 3
-    assert document["cache"]["tags"] == 3
-    assert document["cache"]["blobs"] == len(image.blobs)
-    assert document["cache"]["blob_bytes"] == sum(blob.size for blob in image.blobs)
+    assert document["repositories"] == 3
+    assert document["images"] == 3
+    assert document["blobs"] == len(image.blobs)
+    assert document["stored_bytes"] == sum(blob.size for blob in image.blobs)
+    repositories = json.loads(
+        pullthrough_cli(cache.server, "repos", "list", "--output", "json").stdout
+    )["repositories"]
+    assert sum(repo["tag_count"] for repo in repositories) == 3
 
     table = pullthrough_status(cache.server).stdout
     assert "7/100 per 6h" in table
     assert f"{len(image.blobs)} blobs" in table
+    assert f"warning: rule up: {cache.proxy.url} has 7 of 100 pulls left per 6h" in table
 
     # Three upstream manifest responses said the headroom is low; the log says it once.
     (warning,) = throttle_log(cache.server, "rate limit is running low")
@@ -370,7 +384,7 @@ def test_rate_limit_headers_show_in_status_and_warn_when_low(
     # A 429 shows as a block, with how long it lasts.
     cache.proxy.fail(r"/manifests/", 429, headers={"Retry-After": "120"}, times=1)
     assert manifest(cache, "team/multi", "latest").status_code == 429
-    (rule,) = status_json(cache.server)["rules"]
-    assert rule["blocked_until"] is not None
-    assert 60 < rule["retry_after_seconds"] <= 120
+    (rule,) = status_json(cache.server)["upstreams"]
+    blocked_until = datetime.fromisoformat(rule["blocked_until"].replace("Z", "+00:00"))
+    assert 60 < (blocked_until - datetime.now(UTC)).total_seconds() <= 120
     assert re.search(r"UTC \(in [12]m\)", pullthrough_status(cache.server).stdout)

@@ -37,6 +37,18 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
     assert rule.max_stale == 7 * 86400
 
 
+def test_the_clients_variables_are_not_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "PULLTHROUGH_SERVER": "http://127.0.0.1:5000",
+            "PULLTHROUGH_TOKEN": "ci:ptk_x",
+            "PULLTHROUGH_CLIENT_CONFIG": str(tmp_path / "client.yaml"),
+            "PULLTHROUGH_WORKERS": "3",
+        }
+    )
+    assert settings.workers == 3
+
+
 def test_config_named_by_environment(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("data_dir: /srv/cache\n")

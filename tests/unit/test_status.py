@@ -1,21 +1,23 @@
-"""`pullthrough status` reads what the workers recorded: upstream blocks and rate limits in the
-`upstream_state` table, and what the cache holds."""
+"""What `pullthrough status` shows: the workers record upstream blocks and rate limits in the
+`upstream_state` table; the admin API's `/status` document is rendered as tables, with a warning
+when an upstream's rate limit runs low."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.store import MetadataStore, sqlite_url
-from pullthrough.oci.manifest import ParsedManifest
-from pullthrough.oci.mediatypes import OCI_MANIFEST
-from pullthrough.status import NoCacheData, print_status, read_status, status_document
+from pullthrough.status import headroom_warnings, is_low, print_status, quota
 from pullthrough.storage.layout import DataLayout
+
+ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 RULES = (
     RuleConfig(prefix="hub", upstream="https://registry-1.docker.io", default=True),
@@ -64,67 +66,100 @@ async def test_rate_limit_and_block_share_one_row_per_rule(metadata: MetadataSto
     assert state.ratelimit_seen_at == 1001.0
 
 
-async def test_status_shows_rate_limits_blocks_and_cache_totals(
-    settings: Settings, metadata: MetadataStore
-) -> None:
-    now = time.time()
-    await metadata.save_rate_limit(
-        "hub", limit=100, remaining=7, window=21600, source=None, seen_at=now - 120
-    )
-    await metadata.block_upstream("hub", now + 42)
-    await metadata.block_upstream("ghcr", now - 5)  # passed: not shown
-    await metadata.save_rate_limit(  # a rule since removed from the configuration
-        "old", limit=10, remaining=10, window=60, source=None, seen_at=now
-    )
-    await metadata.block_upstream("gone", now - 5)  # removed, and nothing worth showing
-    repo = await metadata.repository_id("hub/library/nginx", "hub")
-    await metadata.save_manifest(repo, "sha256:" + "a" * 64, b"{}", ParsedManifest(OCI_MANIFEST))
-    await metadata.set_tag(repo, "1.27", "sha256:" + "a" * 64, now)
-    await metadata.save_blob("sha256:" + "b" * 64, 1000, repo)
-    await metadata.save_blob("sha256:" + "c" * 64, 24, repo)
-
-    document = status_document(await read_status(settings))
-
-    hub, ghcr, old = document["rules"]
-    assert hub["prefix"] == "hub"
-    assert hub["upstream"] == "https://registry-1.docker.io"
-    assert hub["rate_limit"]["limit"] == 100
-    assert hub["rate_limit"]["remaining"] == 7
-    assert hub["rate_limit"]["window_seconds"] == 21600
-    assert hub["blocked_until"].endswith("Z")
-    assert 40 <= hub["retry_after_seconds"] <= 42
-    assert ghcr["rate_limit"] is None
-    assert ghcr["blocked_until"] is None
-    assert (old["prefix"], old["configured"]) == ("old", False)
-    assert document["cache"] == {
+def document(now: datetime) -> dict[str, Any]:
+    """A `/status` answer as the admin API gives it: hub nearly out of pulls and blocked by a
+    429 for another 42s, ghcr never contacted."""
+    seen = (now - timedelta(seconds=120)).strftime(ISO)
+    return {
+        "version": "0.1.0",
+        "rules": 2,
         "repositories": 1,
-        "manifests": 1,
-        "tags": 1,
+        "images": 1,
         "blobs": 2,
-        "blob_bytes": 1024,
+        "stored_bytes": 1024,
+        "upstreams": [
+            {
+                "prefix": "hub",
+                "upstream": "https://registry-1.docker.io",
+                "reachable": True,
+                "last_success_at": seen,
+                "last_error": "429 Too Many Requests",
+                "last_error_at": seen,
+                "blocked_until": (now + timedelta(seconds=42)).strftime(ISO),
+                "rate_limit": {
+                    "limit": 100,
+                    "remaining": 7,
+                    "window": 21600,
+                    "source": None,
+                    "seen_at": seen,
+                },
+            },
+            {
+                "prefix": "ghcr",
+                "upstream": "https://ghcr.io",
+                "reachable": None,
+                "last_success_at": None,
+                "last_error": None,
+                "last_error_at": None,
+                # A block that has passed is not shown.
+                "blocked_until": (now - timedelta(seconds=5)).strftime(ISO),
+                "rate_limit": {
+                    "limit": 100,
+                    "remaining": 60,
+                    "window": None,
+                    "source": None,
+                    "seen_at": seen,
+                },
+            },
+        ],
+        "stats": {
+            "since": seen,
+            "total": {"hits": 1, "misses": 1, "bytes_from_cache": 10, "bytes_from_upstream": 10},
+            "rules": [
+                {
+                    "prefix": "hub",
+                    "hits": 1,
+                    "misses": 1,
+                    "bytes_from_cache": 10,
+                    "bytes_from_upstream": 10,
+                }
+            ],
+        },
     }
 
 
-async def test_status_table_for_people(settings: Settings, metadata: MetadataStore) -> None:
-    now = time.time()
-    await metadata.save_rate_limit(
-        "hub", limit=100, remaining=7, window=21600, source=None, seen_at=now - 120
-    )
-    await metadata.block_upstream("hub", now + 42)
-    console = Console(record=True, width=160, color_system=None)
+def test_status_table_for_people() -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    console = Console(record=True, width=200, color_system=None)
 
-    print_status(await read_status(settings), console)
+    print_status(document(now), console, now)
 
     text = console.export_text()
     assert "7/100 per 6h" in text
+    assert "60/100" in text
     assert "2m ago" in text
-    assert "(in 4" in text  # blocked for another 41-42s
+    assert "(in 42s)" in text  # hub is blocked for another 42s
+    assert text.count("UTC (in") == 1  # ghcr's block has passed
     assert "https://ghcr.io" in text
-    assert "Cached: 0 repositories, 0 manifests, 0 tags, 0 blobs (0 B)" in text
+    assert "not tried" in text
+    assert "429 Too Many Requests (2m ago)" in text
+    assert "50%" in text
+    assert "Cached: 1 repositories, 1 images, 2 blobs (1.0 KiB)" in text
 
 
-async def test_status_of_a_cache_that_never_ran(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "nowhere", rules=RULES, workers=1)
-    with pytest.raises(NoCacheData, match="has not run with this configuration"):
-        await read_status(settings)
-    assert not (tmp_path / "nowhere").exists()
+def test_low_headroom_is_warned_about_and_highlighted() -> None:
+    now = datetime.now(UTC)
+    upstreams = document(now)["upstreams"]
+    (warning,) = headroom_warnings(upstreams)
+    assert warning.startswith("rule hub: https://registry-1.docker.io has 7 of 100 pulls left")
+    assert "per 6h" in warning
+    hub, ghcr = (u["rate_limit"] for u in upstreams)
+    assert is_low(hub)
+    assert not is_low(ghcr)
+    assert quota(hub) == "[yellow]7/100 per 6h[/yellow]"
+    assert quota(ghcr) == "60/100"
+    assert not is_low({"limit": None, "remaining": 0})  # no limit known: nothing to warn about
+
+    console = Console(record=True, width=200, color_system=None)
+    print_status(document(now), console, now)
+    assert "warning: rule hub:" in console.export_text()

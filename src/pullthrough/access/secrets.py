@@ -9,6 +9,7 @@ password; `list` gives names and timestamps, never values.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import re
 from collections.abc import AsyncIterator
@@ -152,6 +153,15 @@ class SecretStore:
             return credential_from_json(plaintext)
         except SecretValueInvalid as exc:
             raise SecretUnreadable(f"secret {name!r} holds an unusable value: {exc}") from None
+
+    async def matches(self, name: str, candidate: Credential) -> bool | None:
+        """Whether secret `name` holds exactly `candidate` (None when there is no such secret).
+        Compared with `hmac.compare_digest`, which takes no early exit at the first differing
+        byte, so a caller learns one bit and not how much of a guess was right."""
+        stored = await self.get(name)
+        if stored is None:
+            return None
+        return hmac.compare_digest(credential_to_json(stored), credential_to_json(candidate))
 
     async def list(self) -> list[SecretListing]:
         """Names and timestamps of every secret, by name; values are never listed."""

@@ -12,6 +12,7 @@ from pullthrough.access.authn import Authenticator
 from pullthrough.access.authz import Authorizer
 from pullthrough.access.tokens import TokenSigner, load_or_create_key
 from pullthrough.api.access import AccessControl
+from pullthrough.api.admin import add_admin_routes
 from pullthrough.api.health import healthz, readiness
 from pullthrough.api.middleware import make_middleware
 from pullthrough.api.registry import RegistryApi
@@ -94,5 +95,6 @@ def build_app(settings: Settings, credentials: CredentialSource | None = None) -
     app.router.add_route("POST", "/token", _token)
     app.router.add_route("*", "/v2", _registry)
     app.router.add_route("*", "/v2/{tail:.*}", _registry)
+    add_admin_routes(app, CACHE_KEY, ACCESS_KEY)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

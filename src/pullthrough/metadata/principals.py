@@ -96,6 +96,13 @@ class AccessStore:
             ).scalar_one_or_none()
         return None if value is None else float(value)
 
+    async def delete_policy(self) -> bool:
+        """Forget the policy document: the default policy applies again."""
+        table = schema.registry_policy
+        async with self.engine.begin() as conn:
+            result = await conn.execute(table.delete().where(table.c.id == 1))
+        return bool(result.rowcount)
+
     async def put_policy(self, document: str) -> None:
         values = {"id": 1, "document": document, "updated_at": time.time()}
         async with self.engine.begin() as conn:

@@ -1,0 +1,370 @@
+"""Every admin operation in one table: method, path, handler, body and responses. The routes
+and the OpenAPI document are both built from it, so they cannot disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from pullthrough.api.admin import contents, policy, rules, scanning, secrets, status, templates
+from pullthrough.api.admin.fields import NAME_PATTERN, SECRET_NAME_PATTERN, TEMPLATE_PREFIX_PATTERN
+from pullthrough.api.admin.models import (
+    ImageList,
+    RegistryPolicy,
+    Repository,
+    RepositoryList,
+    Rule,
+    RuleInput,
+    RuleList,
+    RuleUpdate,
+    Scanning,
+    ScanningInput,
+    Secret,
+    SecretCheck,
+    SecretCheckResult,
+    SecretList,
+    SecretValue,
+    StatsReport,
+    Status,
+    TagList,
+    Template,
+    TemplateInput,
+    TemplateList,
+    TemplateUpdate,
+    UpstreamList,
+)
+
+API_ROOT = "/api/v1"
+POLICY_DOCUMENT = "PolicyDocument"  # a body schema written by hand (fields.py), not a model
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    location: Literal["path", "query"]
+    schema: Mapping[str, Any]
+    description: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # under API_ROOT, with {name} placeholders
+    handler: Handler
+    summary: str
+    tag: str
+    responses: Mapping[int, type[BaseModel] | None]  # successes; None: no body
+    body: type[BaseModel] | str | None = None
+    parameters: tuple[Parameter, ...] = ()
+    errors: tuple[int, ...] = ()  # besides those the shape of the operation implies
+    description: str = ""
+
+    @property
+    def operation_id(self) -> str:
+        head, *rest = self.handler.__name__.split("_")
+        return head + "".join(word.capitalize() for word in rest)
+
+    @property
+    def error_statuses(self) -> tuple[int, ...]:
+        """Every error status the operation can answer with."""
+        statuses = {401, 403, 405, *self.errors}
+        if self.body is not None:
+            statuses |= {400, 413, 415}
+        if any(p.location == "query" for p in self.parameters):
+            statuses.add(400)
+        return tuple(sorted(statuses))
+
+
+def _path(name: str, pattern: str, description: str) -> Parameter:
+    schema = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": pattern}
+    return Parameter(name, "path", schema, description)
+
+
+_RULE_PREFIX = _path(
+    "prefix", NAME_PATTERN, "A rule's prefix, URL-encoded as one segment (`ghcr%2Forg`)."
+)
+_SECRET_NAME = _path(
+    "name", SECRET_NAME_PATTERN, "A secret's name, URL-encoded (`pullthrough%2Fdocker-hub`)."
+)
+_TEMPLATE_PREFIX = _path(
+    "prefix", TEMPLATE_PREFIX_PATTERN, "ROOT, or a repository name prefix, URL-encoded."
+)
+_REPOSITORY_NAME = _path("name", NAME_PATTERN, "A repository's name, URL-encoded.")
+_REPOSITORY_QUERY = Parameter(
+    "repository",
+    "query",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NAME_PATTERN},
+    "The repository, e.g. docker-hub/library/nginx.",
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    # rules
+    Operation("GET", "/rules", rules.list_rules, "List the rules", "rules", {200: RuleList}),
+    Operation(
+        "POST",
+        "/rules",
+        rules.create_rule,
+        "Create a rule",
+        "rules",
+        {201: Rule},
+        body=RuleInput,
+        errors=(409,),
+        description="409 when the prefix exists or the rule would be a second default.",
+    ),
+    Operation(
+        "GET",
+        "/rules/{prefix}",
+        rules.get_rule,
+        "Get a rule",
+        "rules",
+        {200: Rule},
+        parameters=(_RULE_PREFIX,),
+        errors=(404,),
+    ),
+    Operation(
+        "PUT",
+        "/rules/{prefix}",
+        rules.put_rule,
+        "Create or replace a rule",
+        "rules",
+        {200: Rule, 201: Rule},
+        body=RuleUpdate,
+        parameters=(_RULE_PREFIX,),
+        errors=(409,),
+        description="200 when replaced, 201 when created; every worker uses it within a second.",
+    ),
+    Operation(
+        "DELETE",
+        "/rules/{prefix}",
+        rules.delete_rule,
+        "Delete a rule",
+        "rules",
+        {204: None},
+        parameters=(_RULE_PREFIX,),
+        errors=(404,),
+    ),
+    # secrets
+    Operation(
+        "GET",
+        "/secrets",
+        secrets.list_secrets,
+        "List secrets (names only)",
+        "secrets",
+        {200: SecretList},
+    ),
+    Operation(
+        "GET",
+        "/secrets/{name}",
+        secrets.get_secret,
+        "Get a secret's name and times",
+        "secrets",
+        {200: Secret},
+        parameters=(_SECRET_NAME,),
+        errors=(404,),
+    ),
+    Operation(
+        "PUT",
+        "/secrets/{name}",
+        secrets.put_secret,
+        "Store a secret (write-only)",
+        "secrets",
+        {200: Secret, 201: Secret},
+        body=SecretValue,
+        parameters=(_SECRET_NAME,),
+        errors=(404, 409),
+        description="The value never comes back; 409 when the secret key cannot be used.",
+    ),
+    Operation(
+        "DELETE",
+        "/secrets/{name}",
+        secrets.delete_secret,
+        "Delete a secret",
+        "secrets",
+        {204: None},
+        parameters=(_SECRET_NAME,),
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/secret-checks",
+        secrets.check_secret,
+        "Compare a stored secret with a value",
+        "secrets",
+        {200: SecretCheckResult},
+        body=SecretCheck,
+        errors=(404, 409),
+        description="Says whether the stored value equals the one sent, and nothing else.",
+    ),
+    # registry policy
+    Operation(
+        "GET",
+        "/registry-policy",
+        policy.get_policy,
+        "Get the registry policy",
+        "policy",
+        {200: RegistryPolicy},
+    ),
+    Operation(
+        "PUT",
+        "/registry-policy",
+        policy.put_policy,
+        "Replace the registry policy",
+        "policy",
+        {200: RegistryPolicy},
+        body=POLICY_DOCUMENT,
+        description="400 names the statement and field at fault.",
+    ),
+    Operation(
+        "DELETE",
+        "/registry-policy",
+        policy.delete_policy,
+        "Remove the registry policy (the default applies)",
+        "policy",
+        {204: None},
+    ),
+    # creation templates
+    Operation(
+        "GET",
+        "/templates",
+        templates.list_templates,
+        "List creation templates",
+        "templates",
+        {200: TemplateList},
+    ),
+    Operation(
+        "POST",
+        "/templates",
+        templates.create_template,
+        "Create a creation template",
+        "templates",
+        {201: Template},
+        body=TemplateInput,
+        errors=(404, 409),
+    ),
+    Operation(
+        "GET",
+        "/templates/{prefix}",
+        templates.get_template,
+        "Get a creation template",
+        "templates",
+        {200: Template},
+        parameters=(_TEMPLATE_PREFIX,),
+        errors=(404,),
+    ),
+    Operation(
+        "PUT",
+        "/templates/{prefix}",
+        templates.put_template,
+        "Create or replace a creation template",
+        "templates",
+        {200: Template, 201: Template},
+        body=TemplateUpdate,
+        parameters=(_TEMPLATE_PREFIX,),
+        errors=(404,),
+    ),
+    Operation(
+        "DELETE",
+        "/templates/{prefix}",
+        templates.delete_template,
+        "Delete a creation template",
+        "templates",
+        {204: None},
+        parameters=(_TEMPLATE_PREFIX,),
+        errors=(404,),
+    ),
+    # scanning
+    Operation(
+        "GET",
+        "/scanning",
+        scanning.get_scanning,
+        "Get the scanning configuration",
+        "scanning",
+        {200: Scanning},
+    ),
+    Operation(
+        "PUT",
+        "/scanning",
+        scanning.put_scanning,
+        "Replace the scanning configuration",
+        "scanning",
+        {200: Scanning},
+        body=ScanningInput,
+    ),
+    # cache contents
+    Operation(
+        "GET",
+        "/repositories",
+        contents.list_repositories,
+        "List cached repositories",
+        "contents",
+        {200: RepositoryList},
+        parameters=(
+            Parameter(
+                "prefix",
+                "query",
+                {"type": "string", "maxLength": 255},
+                "Only repositories whose name starts with this.",
+                required=False,
+            ),
+            Parameter(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": contents.MAX_LIMIT},
+                "At most this many, by name.",
+                required=False,
+            ),
+        ),
+    ),
+    Operation(
+        "GET",
+        "/repositories/{name}",
+        contents.get_repository,
+        "Get a cached repository",
+        "contents",
+        {200: Repository},
+        parameters=(_REPOSITORY_NAME,),
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/images",
+        contents.list_images,
+        "List a repository's images",
+        "contents",
+        {200: ImageList},
+        parameters=(_REPOSITORY_QUERY,),
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/tags",
+        contents.list_tags,
+        "List a repository's tags",
+        "contents",
+        {200: TagList},
+        parameters=(_REPOSITORY_QUERY,),
+        errors=(404,),
+    ),
+    # statistics and upstreams
+    Operation(
+        "GET", "/stats", status.get_stats, "Cache statistics per rule", "status", {200: StatsReport}
+    ),
+    Operation(
+        "GET",
+        "/upstreams",
+        status.list_upstreams,
+        "Upstream health and rate limits",
+        "status",
+        {200: UpstreamList},
+    ),
+    Operation(
+        "GET", "/status", status.get_status, "A summary of the cache", "status", {200: Status}
+    ),
+)
