@@ -13,14 +13,10 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from pullthrough.access.authn import principal_of
-from pullthrough.access.hashing import hash_api_key, hash_password, new_api_key
-from pullthrough.access.policy import PolicyDocument, PolicyError
-from pullthrough.access.tokens import TokenSigner, load_or_create_key
 from pullthrough.cli_support import ConfigOption, run_on_metadata
 from pullthrough.client.cli_options import (
     EXIT_USAGE,
@@ -30,8 +26,10 @@ from pullthrough.client.cli_options import (
     fail,
     read_text,
 )
-from pullthrough.config import Settings
-from pullthrough.metadata.principals import AccessStore
+
+if TYPE_CHECKING:  # the database and crypto layers load only for the commands that use them
+    from pullthrough.config import Settings
+    from pullthrough.metadata.principals import AccessStore
 
 T = TypeVar("T")
 OrgOption = Annotated[str | None, typer.Option(help="The principal's organisation.")]
@@ -47,6 +45,8 @@ policy_app = typer.Typer(
 
 
 def _run(config: Path | None, work: Callable[[AccessStore, Settings], Awaitable[T]]) -> T:
+    from pullthrough.metadata.principals import AccessStore
+
     return run_on_metadata(
         config, lambda metadata, settings: work(AccessStore(metadata.engine), settings)
     )
@@ -67,6 +67,8 @@ def users_add(
     name: str, org: OrgOption = None, group: GroupOption = None, config: ConfigOption = None
 ) -> None:
     """Add a user, or change one; the password is read from standard input."""
+    from pullthrough.access.hashing import hash_password
+
     password = _read_secret("password")
     hashed = hash_password(password)
     _run(
@@ -98,6 +100,8 @@ def apikeys_create(
     name: str, org: OrgOption = None, group: GroupOption = None, config: ConfigOption = None
 ) -> None:
     """Create an API key and print it once; log in with the key's name and the key."""
+    from pullthrough.access.hashing import hash_api_key, new_api_key
+
     key = new_api_key()
     _run(
         config,
@@ -117,6 +121,8 @@ def login_password(
 ) -> None:
     """Print a short-lived login token: pipe it to `docker login --username token
     --password-stdin <server>` (like `aws ecr get-login-password`)."""
+    from pullthrough.access.authn import principal_of
+    from pullthrough.access.tokens import TokenSigner, load_or_create_key
     from pullthrough.config import parse_duration
 
     async def mint(store: AccessStore, settings: Settings) -> str:
@@ -180,6 +186,8 @@ def policy_put(
     ] = None,
 ) -> None:
     """Validate and store the registry policy; a running server applies it within a second."""
+    from pullthrough.access.policy import PolicyDocument, PolicyError
+
     text = read_text(file, "the policy")
     try:
         document = PolicyDocument.parse(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,11 +24,10 @@ from pullthrough.client.cli_options import (
     fail,
 )
 from pullthrough.client.render import print_json
-from pullthrough.declarative.apply import ApplyFailed, apply_plan, describe_all
-from pullthrough.declarative.document import Declaration, DocumentError, load_declaration
-from pullthrough.declarative.plan import Plan, compute_plan
-from pullthrough.declarative.render import plan_document, render_text
-from pullthrough.declarative.state import read_state, server_secret_checks
+
+if TYPE_CHECKING:  # the declarative layer loads when `plan` or `apply` runs
+    from pullthrough.declarative.document import Declaration
+    from pullthrough.declarative.plan import Plan
 
 EXIT_CHANGES_PENDING = 3
 
@@ -71,6 +70,8 @@ def plan(
     ] = False,
 ) -> None:
     """Show what `apply` would change on the server to make it match FILE; change nothing."""
+    from pullthrough.declarative.render import plan_document, render_text
+
     declaration = _declaration(file)
     with admin_session(ctx, server, token) as client:
         result = _plan(client, declaration)
@@ -96,6 +97,9 @@ def apply(
     ] = False,
 ) -> None:
     """Make the server match FILE: show the plan, then carry it out step by step."""
+    from pullthrough.declarative.apply import ApplyFailed, apply_plan, describe_all
+    from pullthrough.declarative.render import render_text
+
     declaration = _declaration(file)
     with admin_session(ctx, server, token) as client:
         result = _plan(client, declaration)
@@ -122,6 +126,8 @@ def apply(
 
 
 def _declaration(file: Path) -> Declaration:
+    from pullthrough.declarative.document import DocumentError, load_declaration
+
     try:
         return load_declaration(file)
     except DocumentError as exc:
@@ -133,6 +139,9 @@ def _declaration(file: Path) -> Declaration:
 def _plan(client: AdminClient, declaration: Declaration) -> Plan:
     # Rules and secrets are read together, so the plan can warn about a rule naming a secret
     # that is missing or about to go, whichever of the two sections the file owns.
+    from pullthrough.declarative.plan import compute_plan
+    from pullthrough.declarative.state import read_state, server_secret_checks
+
     sections = set(declaration.sections)
     if sections & {"rules", "secrets"}:
         sections |= {"rules", "secrets"}

@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,10 +26,11 @@ from pullthrough.client.cli_options import (
     admin_session,
     read_json_object,
 )
-from pullthrough.config import Settings
-from pullthrough.lifecycle.policy import Expiry, LifecyclePolicy, LifecyclePolicyError
-from pullthrough.metadata.store import MetadataStore
-from pullthrough.metadata.templates import TemplateStore
+
+if TYPE_CHECKING:  # the database layer loads only for the commands that use it
+    from pullthrough.config import Settings
+    from pullthrough.lifecycle.policy import Expiry
+    from pullthrough.metadata.store import MetadataStore
 
 templates_app = typer.Typer(
     help="Repository creation templates: settings copied onto repositories the cache creates "
@@ -49,6 +50,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def _policy_text(file: Path) -> str:
+    from pullthrough.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError
+
     text = sys.stdin.read() if str(file) == "-" else file.read_text()
     try:
         LifecyclePolicy.parse(text)
@@ -174,6 +177,8 @@ def lifecycle_policy(
     config: ConfigOption = None,
 ) -> None:
     """Show a repository's lifecycle policy and the template it came from, or change it."""
+    from pullthrough.metadata.templates import TemplateStore
+
     if set_file is not None or clear:
         policy = None if clear else _policy_text(set_file)  # type: ignore[arg-type]
         if not run_on_metadata(

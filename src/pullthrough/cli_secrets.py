@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pullthrough.access.secrets import SecretError, credential_from_json, validate_secret_name
 from pullthrough.client import render
 from pullthrough.client.admin import AdminClient, AdminError, path_segment
 from pullthrough.client.cli_options import (
@@ -26,7 +25,9 @@ from pullthrough.client.cli_options import (
     fail,
     read_text,
 )
-from pullthrough.upstream.credentials import Credential
+
+if TYPE_CHECKING:
+    from pullthrough.upstream.credentials import Credential
 
 NameArgument = Annotated[
     str, typer.Argument(help="The secret's name, e.g. pullthrough/docker-hub.")
@@ -39,6 +40,9 @@ secrets_app = typer.Typer(
 
 def _read_value(name: str, username: str | None, file: Path | None) -> Credential:
     """The credential from `file` or stdin: the token alone with --username, else JSON."""
+    from pullthrough.access.secret_values import SecretError, credential_from_json
+    from pullthrough.upstream.credentials import Credential
+
     if file is not None:
         text = read_text(file, "the secret value in")
     elif sys.stdin.isatty():
@@ -94,6 +98,8 @@ def put(
 ) -> None:
     """Store a secret: the token from stdin with --username, or JSON {"username": …,
     "accessToken": …} (or "password")."""
+    from pullthrough.access.secret_values import SecretError, validate_secret_name
+
     try:
         validate_secret_name(name)
     except SecretError as exc:

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from pullthrough.config import ConfigError, Settings, load_settings
-from pullthrough.metadata.store import MetadataStore, sqlite_url
-from pullthrough.storage.layout import DataLayout
+if TYPE_CHECKING:  # the database layer loads only for the commands that use it
+    from pullthrough.config import Settings
+    from pullthrough.metadata.store import MetadataStore
 
 T = TypeVar("T")
 
@@ -23,6 +23,8 @@ ConfigOption = Annotated[
 
 
 def settings_or_exit(config: Path | None) -> Settings:
+    from pullthrough.config import ConfigError, load_settings
+
     try:
         return load_settings(config)
     except ConfigError as exc:
@@ -32,6 +34,9 @@ def settings_or_exit(config: Path | None) -> Settings:
 
 @asynccontextmanager
 async def open_metadata(settings: Settings) -> AsyncIterator[MetadataStore]:
+    from pullthrough.metadata.store import MetadataStore, sqlite_url
+    from pullthrough.storage.layout import DataLayout
+
     layout = DataLayout(settings.data_dir.resolve())
     layout.create()
     metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pullthrough.lifecycle.template_names import ROOT
 from pullthrough.metadata.leases import LeaseStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.metadata.templates import (
-    ROOT,
     CreationTemplate,
     TemplateStore,
     matching_template,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pullthrough.access.policy import PolicyDocument, PolicyError
-from pullthrough.access.secrets import (
+from pullthrough.access.secret_values import (
     SecretValueInvalid,
     credential_from_json,
     validate_secret_name,
@@ -39,7 +39,7 @@ from pullthrough.declarative.references import UnresolvedReference, has_referenc
 from pullthrough.declarative.yamlfile import load_yaml
 from pullthrough.errors import NameInvalid
 from pullthrough.lifecycle.policy import LifecyclePolicyError
-from pullthrough.metadata.templates import ROOT
+from pullthrough.lifecycle.template_names import ROOT
 from pullthrough.oci.names import validate_name
 
 SECTIONS = ("secrets", "rules", "templates", "scanning", "registry_policy")

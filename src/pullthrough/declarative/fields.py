@@ -16,7 +16,7 @@ from typing import Any, Final
 from pullthrough.access.policy import PolicyDocument, PolicyError
 from pullthrough.config import RuleConfig
 from pullthrough.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError
-from pullthrough.metadata.templates import PULL_THROUGH_CACHE
+from pullthrough.lifecycle.template_names import PULL_THROUGH_CACHE
 
 
 class _Absent:

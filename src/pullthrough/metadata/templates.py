@@ -17,10 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pullthrough.lifecycle.template_names import PULL_THROUGH_CACHE, ROOT
 from pullthrough.metadata import schema
-
-ROOT = "ROOT"
-PULL_THROUGH_CACHE = "PULL_THROUGH_CACHE"
 
 
 @dataclass(frozen=True, slots=True)
