@@ -358,6 +358,13 @@ def test_bad_requests_are_4xx_that_say_what_is_wrong(cache: Cache) -> None:
     nowhere = api(cache, "GET", "/no-such-thing")
     assert (nowhere.status_code, nowhere.json()["code"]) == (404, "NOT_FOUND")
     assert "errors" not in nowhere.json()  # the admin format, not the OCI one
+    oversized = api(cache, "GET", "/rules", headers={"X-Padding": "x" * 10_000})
+    assert oversized.status_code == 400
+    assert oversized.json()["code"] == "INVALID"
+    assert "max_header_bytes" in oversized.json()["message"]
+    # The registry API keeps its own format for the same mistake.
+    registry = cache.get("/v2/", headers={"X-Padding": "x" * 10_000})
+    assert (registry.status_code, registry.json()["errors"][0]["code"]) == (431, "UNSUPPORTED")
 
     # Nothing was created by any of it, and the server kept serving.
     assert [r["prefix"] for r in api(cache, "GET", "/rules").json()["rules"]] == [PREFIX]

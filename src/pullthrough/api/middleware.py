@@ -11,6 +11,9 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from pullthrough.api.admin.errors import error_response as admin_error_response
+from pullthrough.api.admin.errors import from_registry_error
+from pullthrough.api.admin.operations import API_ROOT as ADMIN_API_ROOT
 from pullthrough.errors import HeadersTooLarge, RegistryError
 
 log = logging.getLogger("pullthrough.access")
@@ -53,6 +56,14 @@ def make_middleware(max_header_bytes: int) -> Middleware:
             status = response.status
             return response
         except RegistryError as error:
+            if request.path.startswith(ADMIN_API_ROOT):
+                # Only the header check gets here from the admin API, whose errors have
+                # their own shape (api/admin/errors.py).
+                admin_error = from_registry_error(error)
+                status = admin_error.status
+                response = admin_error_response(admin_error)
+                response.headers[REQUEST_ID_HEADER] = request_id
+                return response
             status = error.status
             return error_response(error, request_id)
         except web.HTTPException as exc:
