@@ -42,10 +42,6 @@ class RuleBook:
                     await self._reload()
         return self._router
 
-    async def rules(self) -> tuple[RuleConfig, ...]:
-        await self.router()
-        return self._rules or ()
-
     def invalidate(self) -> None:
         """Make the next `router()` read the database: after this worker changed a rule."""
         self._loaded_at = -float("inf")

@@ -57,12 +57,6 @@ class TagSummary:
     updated_at: float  # when upstream last confirmed the tag points at `digest`
 
 
-@dataclass(frozen=True, slots=True)
-class InventoryTotals:
-    repositories: int
-    images: int
-
-
 def platform_name(platform: Any) -> str | None:
     """`linux/arm64/v8` from an index entry's `platform` or an image config; None when it
     names no real platform (attestation manifests say `unknown/unknown`)."""
@@ -232,14 +226,14 @@ class Inventory:
             )
             return [TagSummary(row.name, row.digest, float(row.checked_at)) for row in rows]
 
-    async def totals(self) -> InventoryTotals:
-        r, rm = schema.repositories, schema.repository_manifests
+    async def image_count(self) -> int:
+        """Top-level images over all repositories (an index counts once, not its platforms)."""
+        rm = schema.repository_manifests
         async with self._engine.connect() as conn:
-            repositories = (await conn.execute(select(func.count()).select_from(r))).scalar_one()
             images = (
                 await conn.execute(select(func.count()).select_from(rm).where(_top_level(rm)))
             ).scalar_one()
-        return InventoryTotals(int(repositories), int(images))
+        return int(images)
 
     async def _platforms(self, content: bytes) -> tuple[str, ...]:
         try:

@@ -15,6 +15,7 @@ from sqlalchemy.sql.dml import Insert
 
 from pullthrough.metadata import schema
 from pullthrough.metadata.templates import apply_template
+from pullthrough.metadata.upserts import upsert
 from pullthrough.oci.manifest import ParsedManifest
 
 
@@ -339,13 +340,7 @@ class MetadataStore:
     async def _upsert(self, table: Table, values: dict[str, Any], update: dict[str, Any]) -> None:
         """Insert `values`, or apply `update` to the row with the same primary key."""
         async with self.engine.begin() as conn:
-            stmt: Any
-            if conn.dialect.name == "postgresql":
-                stmt = postgresql.insert(table).values(**values)
-            else:
-                stmt = sqlite.insert(table).values(**values)
-            stmt = stmt.on_conflict_do_update(index_elements=list(table.primary_key), set_=update)
-            await conn.execute(stmt)
+            await conn.execute(upsert(conn, table, values, update))
 
     async def upstream_blocked_until(self, prefix: str) -> float | None:
         """Until when the upstream of rule `prefix` asked (429) not to be sent requests."""

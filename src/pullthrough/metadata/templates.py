@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pullthrough.lifecycle.template_names import PULL_THROUGH_CACHE, ROOT
 from pullthrough.metadata import schema
+from pullthrough.metadata.upserts import upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +69,9 @@ def _template(row: Any) -> CreationTemplate:
 
 
 def _upsert(conn: AsyncConnection, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
-    insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    """Insert `values`, or update all but the key and `created_at` of the row with that key."""
     update = {k: v for k, v in values.items() if k not in (*keys, "created_at")}
-    return insert(table).values(**values).on_conflict_do_update(index_elements=keys, set_=update)
+    return upsert(conn, table, values, update)
 
 
 async def templates_in(conn: AsyncConnection) -> list[CreationTemplate]:

@@ -103,13 +103,13 @@ async def get_status(request: web.Request) -> web.Response:
     admin = services(request)
     rules = await _rules(admin)
     totals = await admin.cache.metadata.cache_totals()
-    held = await admin.inventory.totals()
+    images = await admin.inventory.image_count()
     return reply(
         Status(
             version=__version__,
             rules=len(rules),
-            repositories=held.repositories,
-            images=held.images,
+            repositories=totals.repositories,
+            images=images,
             blobs=totals.blobs,
             stored_bytes=totals.blob_bytes,
             upstreams=await _upstreams(admin, rules),
