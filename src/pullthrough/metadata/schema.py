@@ -227,3 +227,14 @@ upstream_health = Table(
     Column("last_error_at", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
 )
+
+# Counters bumped in the same transaction as a change that every worker and replica must see
+# at once: "access" (principals, passwords, API keys, the policy), "content" (manifests, tags
+# and blobs that expiry, GC or a deletion took away). See metadata/revisions.py.
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
