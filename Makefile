@@ -4,16 +4,25 @@ UV := $(shell command -v uv 2>/dev/null)
 VENV := .venv
 DEBIAN_TEST_PACKAGES := docker-registry skopeo containerd podman
 
-.PHONY: run test lint typecheck unit deps debian-deps clean
+.PHONY: run test lint typecheck unit integration deps runtime-deps debian-deps clean
+
+# `make run` needs the runtime dependencies only; the tests add the development group.
+# --inexact keeps what the other target installed, so the two don't undo each other.
+$(VENV)/.runtime-synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null || python3 -m pip install --quiet 'uv>=0.5,<1'
+	uv sync --locked --quiet --no-dev --inexact
+	@touch $@
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null || python3 -m pip install --quiet 'uv>=0.5,<1'
 	uv sync --locked --quiet
-	@touch $@
+	@touch $@ $(VENV)/.runtime-synced
+
+runtime-deps: $(VENV)/.runtime-synced
 
 deps: $(VENV)/.synced
 
-run: deps
+run: runtime-deps
 	$(VENV)/bin/pullthrough serve
 
 debian-deps:
@@ -34,6 +43,14 @@ typecheck: deps
 
 test: deps debian-deps lint typecheck
 	$(VENV)/bin/pytest
+
+# One tier of the suite: unit tests (fakes at small seams; the metadata contract tests also use
+# PostgreSQL on 127.0.0.1:5432), or the integration tests (real upstream, server and clients).
+unit: deps
+	$(VENV)/bin/pytest -m "not integration" tests/unit
+
+integration: deps debian-deps
+	$(VENV)/bin/pytest -m integration tests/integration
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
