@@ -32,7 +32,7 @@ from pullthrough.metadata.store import MetadataStore, StoredManifest, TaggedMani
 from pullthrough.oci import mediatypes
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import parse_manifest
-from pullthrough.oci.names import validate_tag
+from pullthrough.oci.names import TAG_GRAMMAR, is_tag
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,13 @@ class ManifestCache:
         cached is fetched (refreshing a cached tag is part of pulling it)."""
         if Digest.is_digest(reference):
             return await self._by_digest(route, str(Digest.parse(reference)), may_import)
-        validate_tag(reference)
+        if not is_tag(reference):
+            # No registry can hold a manifest by this name, so it is not found (as the OCI
+            # conformance suite expects) and upstream is not asked.
+            raise ManifestUnknown(
+                f"{route.repository} has no manifest {reference[:160]!r}: a reference is a tag "
+                f"({TAG_GRAMMAR}) or a digest (sha256:<64 hex digits>)"
+            )
         answer = await self._by_tag(route, reference, may_import)
         if mediatypes.accepts(accepted, answer.manifest.media_type):
             return answer

@@ -10,6 +10,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 MAX_NAME_LENGTH = 255
+TAG_GRAMMAR = "up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
 
 
 def validate_name(name: str) -> str:
@@ -26,9 +27,13 @@ def validate_name(name: str) -> str:
     return name
 
 
+def is_tag(text: str) -> bool:
+    """Whether `text` is a tag by the OCI grammar; a manifest reference that is neither this nor
+    a digest names nothing that can exist."""
+    return _TAG.fullmatch(text) is not None
+
+
 def validate_tag(tag: str) -> str:
-    if _TAG.fullmatch(tag) is None:
-        raise TagInvalid(
-            f"invalid tag {tag[:160]!r}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
-        )
+    if not is_tag(tag):
+        raise TagInvalid(f"invalid tag {tag[:160]!r}: {TAG_GRAMMAR}")
     return tag
