@@ -48,7 +48,9 @@ CredentialOption = Annotated[
 MirrorOfOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--mirror-of", help="A host this rule answers for in ?ns= mirror mode (repeatable)."
+        "--mirror-of",
+        help="Another host this rule answers for in ?ns= mirror mode, besides its upstream's "
+        "own (repeatable).",
     ),
 ]
 TagTtlOption = Annotated[

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -157,19 +157,37 @@ class RuleConfig(BaseModel):
         return self.upstream_host in DOCKER_HUB_HOSTS
 
     @property
+    def listed_hosts(self) -> tuple[str, ...]:
+        """The hosts `mirror_of` names, lower-cased."""
+        return tuple(dict.fromkeys(h.lower() for h in self.mirror_of or ()))
+
+    @property
     def mirror_hosts(self) -> tuple[str, ...]:
-        """Hosts this rule answers for in containerd's `?ns=` mirror mode."""
-        if self.mirror_of is not None:
-            return tuple(h.lower() for h in self.mirror_of)
-        if self.is_docker_hub:
-            return DOCKER_HUB_HOSTS
-        return (self.upstream_host,)
+        """Hosts this rule answers for in containerd's `?ns=` mirror mode: what `mirror_of`
+        lists, and always the upstream's own host (Docker Hub's under each of its names), so
+        that an image referenced by the upstream's own name is served too."""
+        own = DOCKER_HUB_HOSTS if self.is_docker_hub else (self.upstream_host,)
+        return tuple(dict.fromkeys((*self.listed_hosts, *own)))
 
     @property
     def library_namespace(self) -> str | None:
         if self.implicit_namespace is not None:
             return self.implicit_namespace
         return "library" if self.is_docker_hub else None
+
+
+def rules_by_host(rules: Sequence[RuleConfig]) -> dict[str, RuleConfig]:
+    """Each host some rule answers for in `?ns=` mode, and the rule that answers: the first
+    rule whose `mirror_of` lists the host, else the first rule whose upstream it is. Listing a
+    host is the more deliberate choice, so it wins over another rule's upstream being there."""
+    by_host: dict[str, RuleConfig] = {}
+    for rule in rules:
+        for host in rule.listed_hosts:
+            by_host.setdefault(host, rule)
+    for rule in rules:
+        for host in rule.mirror_hosts:
+            by_host.setdefault(host, rule)
+    return by_host
 
 
 def _default_rules() -> tuple[RuleConfig, ...]:

@@ -128,11 +128,15 @@ def test_containerd_pulls_through_the_cache_with_the_generated_hosts_toml(
 ) -> None:
     hosts_dir = tmp_path / "certs.d"
     written = mirror_config(cache, "containerd", "--mode", mode, "--dir", str(hosts_dir))
-    assert written.strip() == f"wrote {hosts_dir / 'docker.io' / 'hosts.toml'}"
-    hosts_toml = (hosts_dir / "docker.io" / "hosts.toml").read_text()
-    # What it prints is the same file, under the path containerd reads it from.
+    # mirror_of adds docker.io; the upstream's own host keeps its file.
+    hosts = sorted(["docker.io", cache.proxy.host])
+    assert written.split("\n")[:-1] == [f"wrote {hosts_dir / h / 'hosts.toml'}" for h in hosts]
+    # What it prints is the same files, under the paths containerd reads them from.
     printed = mirror_config(cache, "containerd", "--mode", mode)
-    assert printed == f"# /etc/containerd/certs.d/docker.io/hosts.toml\n{hosts_toml}"
+    assert printed == "\n".join(
+        f"# /etc/containerd/certs.d/{h}/hosts.toml\n{(hosts_dir / h / 'hosts.toml').read_text()}"
+        for h in hosts
+    )
 
     first, second = containerd_daemons
     for image in hub_images:
@@ -226,3 +230,40 @@ def test_a_client_falling_back_past_the_cache_never_leaves_loopback(
     assert result.returncode != 0
     assert "127.0.0.1:9: connect: connection refused" in result.stderr
     assert cache.proxy.count("GET", path_contains="/v2/library/absent/manifests/") >= 1
+
+
+def test_containerd_pulls_by_docker_io_and_by_the_upstreams_own_name_through_one_rule(
+    cache: Cache,
+    hub_images: list[PushedImage],
+    containerd_daemons: list[Containerd],
+    tmp_path: Path,
+) -> None:
+    # The rule fetches from the upstream at cache.proxy.host and lists docker.io in mirror_of:
+    # containerd asks for `?ns=docker.io` or `?ns=127.0.0.1%3A<port>`, and both must be served.
+    hosts_dir = tmp_path / "certs.d"
+    mirror_config(cache, "containerd", "--dir", str(hosts_dir))
+    own_host = cache.proxy.host
+    assert sorted(p.name for p in hosts_dir.iterdir()) == sorted(["docker.io", own_host])
+
+    def own_ref(image: PushedImage) -> str:
+        return f"{own_host}/{image.repo}:{image.tag}"
+
+    single, multi = hub_images
+    first, second = containerd_daemons
+    pulls = [
+        (first, single, hub_ref(single)),  # cold: these two fill the cache
+        (first, multi, own_ref(multi)),
+        (second, single, own_ref(single)),  # warm: the same images by their other names
+        (second, multi, hub_ref(multi)),
+    ]
+    for daemon, image, ref in pulls:
+        result = daemon.pull(ref, hosts_dir)
+        assert result.returncode == 0, result.stderr + daemon.log_text()[-2000:]
+        assert daemon.images()[ref].digest == upstream_digest(cache.upstream, image)
+    # Everything came through the cache: upstream saw only pullthrough, each blob once.
+    agents = {entry.headers.get("User-Agent", "") for entry in cache.proxy.entries}
+    assert all(agent.startswith("pullthrough/") for agent in agents), agents
+    fetched = set().union(*(platform_image(image).blob_digests() for image in hub_images))
+    assert cache.upstream_blob_gets() == len(fetched)
+    log = cache.server.log_text()
+    assert f"/v2/library/mirror-multi/manifests/latest?ns={own_host.replace(':', '%3A')}" in log

@@ -76,9 +76,12 @@ def test_docker_hub_hosts_share_one_file_and_mirror_of_adds_hosts() -> None:
         RuleConfig(prefix="quay", upstream="https://quay.io"),
     ]
     parsed = by_host(containerd_hosts(rules, CACHE, "override_path"))
-    assert sorted(parsed) == ["docker.io", "q.io", "quay.io"]
+    # mirror_of adds hosts: the rule's upstream's own host keeps its file too.
+    assert sorted(parsed) == ["127.0.0.1:5001", "docker.io", "q.io", "quay.io"]
     assert list(parsed["quay.io"]["host"]) == [f"{CACHE}/v2/mirror"]
     assert list(parsed["q.io"]["host"]) == [f"{CACHE}/v2/mirror"]
+    assert list(parsed["127.0.0.1:5001"]["host"]) == [f"{CACHE}/v2/mirror"]
+    assert parsed["127.0.0.1:5001"]["server"] == "http://127.0.0.1:5001"
 
 
 def test_fallback_keeps_a_plain_http_upstream_on_http() -> None:

@@ -79,3 +79,34 @@ def test_without_a_default_an_unprefixed_name_is_unknown() -> None:
 def test_invalid_names(router: Router, name: str) -> None:
     with pytest.raises(NameInvalid):
         router.resolve(name)
+
+
+def test_mirror_of_adds_hosts_and_the_upstreams_own_host_still_answers() -> None:
+    rule = RuleConfig(prefix="hub", upstream="http://127.0.0.1:5001", mirror_of=["docker.io"])
+    router = Router([rule])
+    by_mirror = router.resolve("library/busybox", "docker.io")
+    by_own_host = router.resolve("library/busybox", "127.0.0.1:5001")
+    assert by_mirror == by_own_host
+    assert by_own_host.repository == "hub/library/busybox"
+    with pytest.raises(NameUnknown, match="quay"):
+        router.resolve("library/busybox", "quay.io")
+
+
+def test_a_docker_hub_rule_with_mirror_of_keeps_docker_hubs_names() -> None:
+    rule = RuleConfig(
+        prefix="hub", upstream="https://registry-1.docker.io", mirror_of=["mirror.example"]
+    )
+    router = Router([rule])
+    for ns in ("mirror.example", "docker.io", "index.docker.io", "registry-1.docker.io"):
+        assert router.resolve("busybox", ns).repository == "hub/library/busybox", ns
+
+
+def test_a_host_listed_in_mirror_of_wins_over_another_rules_upstream() -> None:
+    rules = [
+        RuleConfig(prefix="hub", upstream="https://registry-1.docker.io"),
+        RuleConfig(prefix="internal", upstream="http://127.0.0.1:5001", mirror_of=["docker.io"]),
+    ]
+    router = Router(rules)
+    assert router.resolve("library/busybox", "docker.io").rule.prefix == "internal"
+    assert router.resolve("library/busybox", "index.docker.io").rule.prefix == "hub"
+    assert router.resolve("library/busybox", "127.0.0.1:5001").rule.prefix == "internal"

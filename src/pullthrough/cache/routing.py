@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pullthrough.config import RuleConfig
+from pullthrough.config import RuleConfig, rules_by_host
 from pullthrough.errors import NameUnknown
 from pullthrough.oci.names import validate_name
 
@@ -24,10 +24,7 @@ class Router:
         # Longest prefix first, so `ghcr/org` wins over `ghcr` for `ghcr/org/app`.
         self._by_prefix = sorted(rules, key=lambda r: r.prefix.count("/"), reverse=True)
         self._default = next((r for r in rules if r.default), None)
-        self._by_host: dict[str, RuleConfig] = {}
-        for rule in rules:
-            for host in rule.mirror_hosts:
-                self._by_host.setdefault(host, rule)
+        self._by_host = rules_by_host(rules)
 
     def resolve(self, name: str, ns: str | None = None) -> Route:
         validate_name(name)

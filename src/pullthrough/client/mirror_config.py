@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pullthrough.config import DOCKER_HUB_HOSTS, RuleConfig
+from pullthrough.config import DOCKER_HUB_HOSTS, RuleConfig, rules_by_host
 
 ContainerdMode = Literal["ns", "override_path"]
 CONTAINERD_MODES: tuple[ContainerdMode, ...] = ("ns", "override_path")
@@ -78,12 +78,10 @@ def registry_host(host: str) -> str:
 
 
 def registry_hosts(rules: Sequence[RuleConfig]) -> dict[str, RuleConfig]:
-    """Each registry host some rule answers for, and the rule; the first rule wins a host, as
-    on the server."""
+    """Each registry host some rule answers for, and the rule that answers it on the server."""
     hosts: dict[str, RuleConfig] = {}
-    for rule in rules:
-        for host in rule.mirror_hosts:
-            hosts.setdefault(registry_host(host), rule)
+    for host, rule in rules_by_host(rules).items():
+        hosts.setdefault(registry_host(host), rule)
     return dict(sorted(hosts.items()))
 
 

@@ -81,8 +81,8 @@ class RuleUpdate(Input):
     )
     mirror_of: Annotated[list[Host], Field(max_length=64)] | None = Field(
         default=None,
-        description="Hosts this rule answers for in containerd's ?ns= mode "
-        "(default: the upstream's host; docker.io and its aliases for Docker Hub).",
+        description="More hosts this rule answers for in containerd's ?ns= mode; the "
+        "upstream's own host (docker.io and its aliases for Docker Hub) always answers too.",
     )
     tag_ttl: DurationInput = Field(default=_rule_default("tag_ttl"))
     max_stale: NullableDurationInput = Field(default=None)
