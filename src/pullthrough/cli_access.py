@@ -1,15 +1,18 @@
 """Command-line management of who may pull: users, API keys, login tokens, the registry policy.
 
-`users`, `apikeys` and `login-password` work on the server's data directory directly (the same
-`--config`), on the server's machine: they bootstrap access before anyone can use the admin API.
-`policy` goes through the admin API; `policy put --config` writes the data directory instead,
-for the first policy that grants someone `registry:Admin`. Changes take effect in a running
-server within a second.
+`users`, `apikeys` and `policy put --config` work on the server's data directory directly (the
+same `--config`), on the server's machine: they bootstrap access before anyone can use the admin
+API. Each returns once every worker of a running server sees the change (within
+`REVISION_POLL_SECONDS`): after `users delete`, the user's credentials and tokens are refused.
+`login-password --server` asks a running server for the caller's own login token, as
+`aws ecr get-login-password` does; `login-password --config` mints one on the server's machine.
+`policy` otherwise goes through the admin API.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,15 +22,19 @@ import typer
 
 from pullthrough.cli_support import ConfigOption, run_on_metadata
 from pullthrough.client.cli_options import (
+    EXIT_REFUSED,
     EXIT_USAGE,
     ServerOption,
     TokenOption,
     admin_session,
+    client_settings,
+    error_line,
     fail,
     read_text,
 )
 
 if TYPE_CHECKING:  # the database and crypto layers load only for the commands that use them
+    from pullthrough.client.cli_options import ClientFactory
     from pullthrough.config import Settings
     from pullthrough.metadata.principals import AccessStore
 
@@ -62,18 +69,37 @@ def _read_secret(what: str) -> str:
     return value
 
 
+def _refuse_reserved(name: str) -> None:
+    from pullthrough.access.authn import LOGIN_TOKEN_USERNAMES
+
+    if name in LOGIN_TOKEN_USERNAMES:
+        fail(
+            f"{name!r} is the username that goes with a login token; choose another name",
+            EXIT_USAGE,
+        )
+
+
+async def _save_principal(
+    store: AccessStore, name: str, kind: str, secret_hash: str, org: str | None, groups: list[str]
+) -> None:
+    from pullthrough.metadata.revisions import propagated
+
+    await store.put_principal(name, kind, secret_hash, org, tuple(groups))
+    await propagated()  # a changed password or key: the old one is refused everywhere now
+
+
 @users_app.command("add")
 def users_add(
     name: str, org: OrgOption = None, group: GroupOption = None, config: ConfigOption = None
 ) -> None:
-    """Add a user, or change one; the password is read from standard input."""
+    """Add a user, or change one (a new password refuses the old one and the tokens issued
+    with it); the password is read from standard input."""
     from pullthrough.access.hashing import hash_password
 
+    _refuse_reserved(name)
     password = _read_secret("password")
     hashed = hash_password(password)
-    _run(
-        config, lambda store, _s: store.put_principal(name, "user", hashed, org, tuple(group or ()))
-    )
+    _run(config, lambda store, _s: _save_principal(store, name, "user", hashed, org, group or []))
     typer.echo(f"user {name} saved")
 
 
@@ -88,8 +114,18 @@ def users_list(config: ConfigOption = None) -> None:
 
 @users_app.command("delete")
 def users_delete(name: str, config: ConfigOption = None) -> None:
-    """Remove a user or API key."""
-    if not _run(config, lambda store, _s: store.delete_principal(name)):
+    """Remove a user or API key; returns once a running server refuses its credentials and
+    tokens on every worker."""
+
+    async def delete(store: AccessStore, _settings: Settings) -> bool:
+        from pullthrough.metadata.revisions import propagated
+
+        deleted = await store.delete_principal(name)
+        if deleted:
+            await propagated()
+        return deleted
+
+    if not _run(config, delete):
         typer.echo(f"pullthrough: no principal named {name!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{name} deleted")
@@ -99,28 +135,81 @@ def users_delete(name: str, config: ConfigOption = None) -> None:
 def apikeys_create(
     name: str, org: OrgOption = None, group: GroupOption = None, config: ConfigOption = None
 ) -> None:
-    """Create an API key and print it once; log in with the key's name and the key."""
+    """Create an API key and print it once; log in with the key's name and the key. Creating
+    it again replaces the key (the old one is refused)."""
     from pullthrough.access.hashing import hash_api_key, new_api_key
 
+    _refuse_reserved(name)
     key = new_api_key()
-    _run(
-        config,
-        lambda store, _s: store.put_principal(
-            name, "apikey", hash_api_key(key), org, tuple(group or ())
-        ),
-    )
+    hashed = hash_api_key(key)
+    _run(config, lambda store, _s: _save_principal(store, name, "apikey", hashed, org, group or []))
     typer.echo(key)
 
 
+@apikeys_app.command("delete")
+def apikeys_delete(name: str, config: ConfigOption = None) -> None:
+    """Remove an API key (as `users delete`)."""
+    users_delete(name, config)
+
+
 def login_password(
-    principal: Annotated[str, typer.Option(help="The user or API key to log in as.")],
-    ttl: Annotated[
-        str | None, typer.Option(help="Lifetime, like 12h (default: auth.login_token_ttl).")
+    ctx: typer.Context,
+    principal: Annotated[
+        str | None,
+        typer.Option(
+            "--principal",
+            "--username",
+            "-u",
+            help="The user or API key to log in as.",
+            show_default=False,
+        ),
     ] = None,
-    config: ConfigOption = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="With --server: read the password or API key from standard input.",
+        ),
+    ] = False,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="Lifetime, like 12h (default and most: the server's auth.login_token_ttl)."
+        ),
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Mint the token on the server's machine from its configuration instead "
+            "(or PULLTHROUGH_CONFIG).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print a short-lived login token: pipe it to `docker login --username token
-    --password-stdin <server>` (like `aws ecr get-login-password`)."""
+    --password-stdin <server>` (like `aws ecr get-login-password`).
+
+    With --server (or PULLTHROUGH_SERVER, or the client file), a running server issues it to
+    whoever logs in: --principal NAME with the password or API key (prompted, or
+    --password-stdin), or --token NAME:API_KEY (or PULLTHROUGH_TOKEN, or the client file).
+    With --config it is minted from the server's data directory, for any --principal."""
+    if config is not None and server is not None:
+        fail("give --server (ask a running server) or --config (its data directory), not both")
+    if config is not None or (server is None and os.environ.get("PULLTHROUGH_CONFIG")):
+        if principal is None:
+            fail("--config needs --principal NAME: the user or API key to mint a token for")
+        if password_stdin or token is not None:
+            fail("--password-stdin and --token go with --server; --config needs no credentials")
+        typer.echo(_mint_locally(config, principal, ttl))
+    else:
+        typer.echo(_ask_server(ctx, server, token, principal, password_stdin, ttl))
+
+
+def _mint_locally(config: Path | None, principal: str, ttl: str | None) -> str:
     from pullthrough.access.authn import principal_of
     from pullthrough.access.tokens import TokenSigner, load_or_create_key
     from pullthrough.config import parse_duration
@@ -128,16 +217,64 @@ def login_password(
     async def mint(store: AccessStore, settings: Settings) -> str:
         row = await store.principal(principal)
         if row is None:
-            typer.echo(f"pullthrough: no principal named {principal!r}", err=True)
-            raise typer.Exit(1)
+            fail(f"no principal named {principal!r}")
         signer = TokenSigner(
             load_or_create_key(settings.data_dir.resolve()), service=settings.auth.service
         )
         lifetime = parse_duration(ttl) if ttl else settings.auth.login_token_ttl
-        who = principal_of(row)
-        return signer.issue(who, lifetime, purpose="login")
+        stamp = signer.stamp(row.secret_hash)
+        return signer.issue(principal_of(row), lifetime, stamp=stamp, purpose="login")
 
-    typer.echo(_run(config, mint))
+    return _run(config, mint)
+
+
+def _ask_server(
+    ctx: typer.Context,
+    server: str | None,
+    token: str | None,
+    principal: str | None,
+    password_stdin: bool,
+    ttl: str | None,
+) -> str:
+    from pullthrough.client.admin import AdminClient, AdminError
+
+    if principal is not None:
+        if password_stdin:
+            secret = sys.stdin.readline().rstrip("\n")
+        elif sys.stdin.isatty():
+            secret = str(typer.prompt(f"password or API key of {principal}", hide_input=True))
+        else:
+            fail("no terminal to ask for the password: pipe it in with --password-stdin")
+        if not secret:
+            fail(f"no password or API key for {principal!r} on standard input", EXIT_USAGE)
+        credentials = f"{principal}:{secret}"
+    else:
+        credentials = client_settings(server, token).token or ""
+        if password_stdin:
+            fail("--password-stdin needs --principal NAME: whose password it is", EXIT_USAGE)
+        if ":" not in credentials:
+            fail(
+                "log in with --principal NAME (the password or API key is prompted for, or read "
+                "with --password-stdin), or --token NAME:API_KEY; a login token cannot get another",
+                EXIT_USAGE,
+            )
+        principal = credentials.partition(":")[0]
+    settings = client_settings(server, credentials)
+    factory: ClientFactory = ctx.obj if callable(ctx.obj) else AdminClient
+    client = factory(settings)
+    try:
+        issued = client.post("/login-token", {} if ttl is None else {"ttl": ttl})
+    except AdminError as exc:
+        if exc.status == 401:
+            fail(
+                f"{settings.server} refused the login of {principal!r}: wrong username, "
+                "password or API key",
+                EXIT_REFUSED,
+            )
+        fail(error_line(exc), EXIT_REFUSED)
+    finally:
+        client.close()
+    return str(issued["token"])
 
 
 @policy_app.command("get")
@@ -185,7 +322,7 @@ def policy_put(
         ),
     ] = None,
 ) -> None:
-    """Validate and store the registry policy; a running server applies it within a second."""
+    """Validate and store the registry policy; returns once a running server applies it."""
     from pullthrough.access.policy import PolicyDocument, PolicyError
 
     text = read_text(file, "the policy")
@@ -194,7 +331,14 @@ def policy_put(
     except PolicyError as exc:
         fail(f"invalid policy: {exc}", EXIT_USAGE)
     if config is not None:
-        _run(config, lambda store, _s: store.put_policy(json.dumps(document.to_json())))
+
+        async def store_policy(store: AccessStore, _settings: Settings) -> None:
+            from pullthrough.metadata.revisions import propagated
+
+            await store.put_policy(json.dumps(document.to_json()))
+            await propagated()  # every worker of a running server decides by it now
+
+        _run(config, store_policy)
     else:
         with admin_session(ctx, server, token) as client:
             client.put("/registry-policy", json.loads(text))

@@ -1,13 +1,12 @@
 """May this principal do this to that repository: the registry policy, kept fresh.
 
-Workers re-read the policy when its `updated_at` changes (checked at most once a second), so a
-`policy put` takes effect everywhere without a restart.
+Every process re-reads the policy when the ACCESS revision moved (metadata/revisions.py), so a
+`policy put` takes effect everywhere within that bound, without a restart.
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 from pullthrough.access.policy import (
     IMPORT_UPSTREAM,
@@ -17,8 +16,10 @@ from pullthrough.access.policy import (
     PolicyDocument,
     Principal,
 )
+from pullthrough.access.stamps import RevisionSource
 from pullthrough.errors import Denied
 from pullthrough.metadata.principals import AccessStore
+from pullthrough.metadata.revisions import ACCESS
 
 # Without a stored policy, every authenticated principal may pull and import; anonymous
 # callers (when allowed in) may do nothing until a policy says so.
@@ -34,29 +35,24 @@ DEFAULT_POLICY = {
         }
     ],
 }
-_CHECK_SECONDS = 1.0
 
 
 class Authorizer:
-    def __init__(self, store: AccessStore) -> None:
+    def __init__(self, store: AccessStore, revisions: RevisionSource) -> None:
         self._store = store
+        self._revisions = revisions
         self._policy = PolicyDocument.parse(DEFAULT_POLICY)
-        self._policy_version: float | None = None
-        self._checked_at = 0.0
+        self._revision: int | None = None
 
     async def policy(self) -> PolicyDocument:
-        now = time.monotonic()
-        if now - self._checked_at >= _CHECK_SECONDS:
-            self._checked_at = now
-            version = await self._store.policy_updated_at()
-            if version != self._policy_version:
-                stored = await self._store.policy()
-                self._policy = (
-                    PolicyDocument.parse(json.loads(stored[0]))
-                    if stored
-                    else PolicyDocument.parse(DEFAULT_POLICY)
-                )
-                self._policy_version = version
+        revision = await self._revisions.value(ACCESS)
+        if revision != self._revision:
+            stored = await self._store.policy()
+            policy = PolicyDocument.parse(json.loads(stored[0]) if stored else DEFAULT_POLICY)
+            # Another request may have read a newer revision meanwhile: keep the newest.
+            if self._revision is None or revision >= self._revision:
+                self._policy, self._revision = policy, revision
+            return policy
         return self._policy
 
     async def decide(self, principal: Principal, action: str, repository: str) -> Decision:

@@ -1,12 +1,21 @@
 """Signed, short-lived tokens: registry tokens from `/token`, and login tokens for
-`docker login --password-stdin`, both HS256 JWTs under a key in the data directory."""
+`docker login --password-stdin`, both HS256 JWTs under a key in the data directory.
+
+Expiry is exact: a token is refused from its `exp` on (no leeway), by the signer's own clock.
+Each token carries a stamp of the credentials its principal had when it was issued (an HMAC of
+the stored hash, which reveals nothing about it), so a deleted principal, a changed password or
+a re-created API key makes every token issued before it useless.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +43,8 @@ class VerifiedToken:
     principal: Principal
     access: tuple[RepositoryAccess, ...]
     catalog: bool
+    expires_at: float  # the `exp` claim: refused from this instant on
+    stamp: str | None  # the principal's credential stamp when issued (None: anonymous)
 
     def grants(self, name: str, action: str = "pull") -> bool:
         return any(a.name == name and action in a.actions for a in self.access)
@@ -57,31 +68,47 @@ def load_or_create_key(data_dir: Path) -> bytes:
 
 
 class TokenSigner:
-    def __init__(self, key: bytes, *, service: str, issuer: str = "pullthrough") -> None:
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        service: str,
+        issuer: str = "pullthrough",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._key = key
         self.service = service
         self.issuer = issuer
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"TokenSigner(service={self.service!r})"
+
+    def stamp(self, secret_hash: str) -> str:
+        """The stamp of a principal's stored credentials, as tokens carry it."""
+        digest = hmac.new(self._key, b"credential\0" + secret_hash.encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
 
     def issue(
         self,
         principal: Principal,
         ttl: float,
         *,
+        stamp: str | None,
         purpose: Purpose = "registry",
         access: tuple[RepositoryAccess, ...] = (),
         catalog: bool = False,
     ) -> str:
-        now = int(time.time())
+        """A token for `principal` that expires `ttl` seconds from now (whole seconds, at least
+        one); `stamp` is `self.stamp()` of the credentials it was issued for."""
+        now = int(self._clock())
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.service,
             "sub": principal.name,
             "iat": now,
             "nbf": now - 5,
-            "exp": now + int(ttl),
+            "exp": now + max(1, int(ttl)),
             "jti": uuid.uuid4().hex,
             "purpose": purpose,
             "kind": principal.kind,
@@ -89,6 +116,8 @@ class TokenSigner:
             "groups": list(principal.groups),
             "access": [a.as_claim() for a in access],
         }
+        if stamp is not None:
+            claims["stamp"] = stamp
         if catalog:
             claims["access"].append({"type": "registry", "name": "catalog", "actions": ["*"]})
         return jwt.encode(claims, self._key, algorithm="HS256")
@@ -101,14 +130,26 @@ class TokenSigner:
                 algorithms=["HS256"],
                 audience=self.service,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+                # Times are checked below against this signer's clock, without leeway.
+                options={
+                    "require": ["exp", "iat", "sub", "aud", "iss"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("the token has expired: log in again") from None
         except jwt.InvalidAudienceError:
             raise Unauthorized(f"the token is not for this registry ({self.service})") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the token is not valid: {exc}") from None
+        expires_at, not_before = claims["exp"], claims.get("nbf", 0)
+        if not all(isinstance(t, int | float) for t in (expires_at, not_before)):
+            raise Unauthorized("the token's times are not numbers")
+        now = self._clock()
+        if now >= expires_at:
+            raise Unauthorized("the token has expired: log in again")
+        if now < not_before:
+            raise Unauthorized("the token is not valid yet: check this machine's clock")
         if claims.get("purpose") != purpose:
             raise Unauthorized(f"this is not a {purpose} token")
         kind = claims.get("kind")
@@ -131,4 +172,11 @@ class TokenSigner:
                 )
             elif entry.get("type") == "registry" and entry.get("name") == "catalog":
                 catalog = True
-        return VerifiedToken(principal, tuple(access), catalog)
+        stamp = claims.get("stamp")
+        return VerifiedToken(
+            principal,
+            tuple(access),
+            catalog,
+            expires_at=float(expires_at),
+            stamp=stamp if isinstance(stamp, str) else None,
+        )

@@ -109,25 +109,30 @@ class AccessControl:
             form = await request.post()
             username, password = str(form.get("username", "")), str(form.get("password", ""))
             scopes = str(form.get("scope", "")).split()
-            principal = await self.authenticator.login(username, password) if username else None
+            caller = await self.authenticator.login(username, password) if username else None
         else:
             scopes = [s for value in request.query.getall("scope", []) for s in value.split()]
             header = request.headers.get("Authorization")
-            principal = None
+            caller = None
             if header and header.lower().startswith("basic "):
-                principal = await self.authenticator.login(*parse_basic(header[6:]))
+                caller = await self.authenticator.login(*parse_basic(header[6:]))
             elif header:
                 raise Unauthorized("the token endpoint takes Basic credentials")
-        if principal is None:
+        if caller is None:
             if not self.config.allow_anonymous:
                 raise Unauthorized(
                     "log in with a username and password or API key to get a token",
                     headers={"WWW-Authenticate": f'Basic realm="{self.config.service}"'},
                 )
-            principal = ANONYMOUS
+            caller = Caller(ANONYMOUS)
+        principal = caller.principal
         access, catalog = await self._grant(principal, scopes)
         ttl = self.config.token_ttl
-        token = self.signer.issue(principal, ttl, access=access, catalog=catalog)
+        if caller.expires_at is not None:  # a login token's registry tokens end with it
+            ttl = min(ttl, caller.expires_at - time.time())
+        token = self.signer.issue(
+            principal, ttl, stamp=caller.stamp, access=access, catalog=catalog
+        )
         log.debug(
             "issued a token to %r for %d of %d scopes",
             principal.name,
@@ -140,7 +145,7 @@ class AccessControl:
             {
                 "token": token,
                 "access_token": token,
-                "expires_in": int(ttl),
+                "expires_in": max(1, int(ttl)),
                 "issued_at": issued,
             }
         )

@@ -21,6 +21,7 @@ from pullthrough.config import Settings
 from pullthrough.errors import EndpointUnknown
 from pullthrough.lifecycle.keeper import SpaceKeeper
 from pullthrough.metadata.principals import AccessStore
+from pullthrough.metadata.revisions import Revisions
 from pullthrough.upstream.credentials import CredentialSource
 
 CACHE_KEY = web.AppKey("cache", PullThroughCache)
@@ -33,10 +34,11 @@ def access_control(settings: Settings, cache: PullThroughCache) -> AccessControl
     signer = TokenSigner(
         load_or_create_key(settings.data_dir.resolve()), service=settings.auth.service
     )
+    revisions = Revisions(cache.metadata.engine)
     return AccessControl(
         config=settings.auth,
-        authenticator=Authenticator(store, signer),
-        authorizer=Authorizer(store),
+        authenticator=Authenticator(store, signer, revisions),
+        authorizer=Authorizer(store, revisions),
         signer=signer,
         rules=cache.rules,
     )

@@ -1,4 +1,8 @@
-"""Queries for principals and the registry policy document."""
+"""Queries for principals and the registry policy document.
+
+Every write bumps the ACCESS revision in its transaction, so that what each process remembers
+about logins, tokens and the policy is dropped within the revision bound (revisions.py).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pullthrough.metadata import schema
+from pullthrough.metadata.revisions import ACCESS, bump
+from pullthrough.metadata.upserts import upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +62,10 @@ class AccessStore:
             "created_at": now,
             "updated_at": now,
         }
+        update = {k: v for k, v in values.items() if k not in ("name", "created_at")}
         async with self.engine.begin() as conn:
-            insert: Any = (
-                postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            )(schema.principals).values(**values)
-            update = {k: v for k, v in values.items() if k not in ("name", "created_at")}
-            await conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_=update))
+            await conn.execute(upsert(conn, schema.principals, values, update))
+            await bump(conn, ACCESS)
 
     async def principal(self, name: str) -> PrincipalRow | None:
         query = select(schema.principals).where(schema.principals.c.name == name)
@@ -79,6 +82,7 @@ class AccessStore:
         table = schema.principals
         async with self.engine.begin() as conn:
             result = await conn.execute(table.delete().where(table.c.name == name))
+            await bump(conn, ACCESS)
         return bool(result.rowcount)
 
     async def policy(self) -> tuple[str, float] | None:
@@ -88,30 +92,17 @@ class AccessStore:
             row = (await conn.execute(select(table).where(table.c.id == 1))).first()
         return (row.document, row.updated_at) if row else None
 
-    async def policy_updated_at(self) -> float | None:
-        table = schema.registry_policy
-        async with self.engine.connect() as conn:
-            value = (
-                await conn.execute(select(table.c.updated_at).where(table.c.id == 1))
-            ).scalar_one_or_none()
-        return None if value is None else float(value)
-
     async def delete_policy(self) -> bool:
         """Forget the policy document: the default policy applies again."""
         table = schema.registry_policy
         async with self.engine.begin() as conn:
             result = await conn.execute(table.delete().where(table.c.id == 1))
+            await bump(conn, ACCESS)
         return bool(result.rowcount)
 
     async def put_policy(self, document: str) -> None:
         values = {"id": 1, "document": document, "updated_at": time.time()}
+        update = {"document": document, "updated_at": values["updated_at"]}
         async with self.engine.begin() as conn:
-            insert: Any = (
-                postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            )(schema.registry_policy).values(**values)
-            await conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["id"],
-                    set_={"document": document, "updated_at": values["updated_at"]},
-                )
-            )
+            await conn.execute(upsert(conn, schema.registry_policy, values, update))
+            await bump(conn, ACCESS)

@@ -91,7 +91,8 @@ def add_admin_routes(
     methods: dict[str, list[str]] = {}
     for operation in OPERATIONS:
         path = API_ROOT + operation.path
-        app.router.add_route(operation.method, path, admin_endpoint(operation.handler))
+        endpoint = admin_endpoint(operation.handler, public=not operation.admin_only)
+        app.router.add_route(operation.method, path, endpoint)
         methods.setdefault(path, []).append(operation.method)
     openapi_path = API_ROOT + OPENAPI_PATH
     app.router.add_route("GET", openapi_path, admin_endpoint(_openapi, public=True))

@@ -376,3 +376,21 @@ class Status(Output):
     stored_bytes: int
     upstreams: list[Upstream]
     stats: StatsReport
+
+
+# -- login tokens ----------------------------------------------------------------------------
+
+
+class LoginTokenRequest(Input):
+    ttl: NullableDurationInput = Field(
+        default=None,
+        description="The token's lifetime, at least 1 s and at most the server's "
+        "auth.login_token_ttl (the default).",
+    )
+
+
+class LoginToken(Output):
+    token: str = Field(description="Give it as the password to `docker login --password-stdin`.")
+    username: str = Field(description="The username that goes with it: `token` (or `AWS`).")
+    principal: str = Field(description="Who the token logs in as: the caller.")
+    expires_at: Time = Field(description="Refused from this instant on.")

@@ -10,10 +10,21 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
-from pullthrough.api.admin import contents, policy, rules, scanning, secrets, status, templates
+from pullthrough.api.admin import (
+    contents,
+    login,
+    policy,
+    rules,
+    scanning,
+    secrets,
+    status,
+    templates,
+)
 from pullthrough.api.admin.fields import NAME_PATTERN, SECRET_NAME_PATTERN, TEMPLATE_PREFIX_PATTERN
 from pullthrough.api.admin.models import (
     ImageList,
+    LoginToken,
+    LoginTokenRequest,
     RegistryPolicy,
     Repository,
     RepositoryList,
@@ -65,6 +76,7 @@ class Operation:
     parameters: tuple[Parameter, ...] = ()
     errors: tuple[int, ...] = ()  # besides those the shape of the operation implies
     description: str = ""
+    admin_only: bool = True  # False: the handler decides who may call it
 
     @property
     def operation_id(self) -> str:
@@ -228,6 +240,21 @@ OPERATIONS: tuple[Operation, ...] = (
         "Remove the registry policy (the default applies)",
         "policy",
         {204: None},
+    ),
+    # login tokens
+    Operation(
+        "POST",
+        "/login-token",
+        login.create_login_token,
+        "Get your own login token",
+        "access",
+        {200: LoginToken},
+        body=LoginTokenRequest,
+        errors=(409,),
+        admin_only=False,
+        description="Any principal, logged in with their own password or API key (not a token: "
+        "403), gets a short-lived token for `docker login --password-stdin`, as `aws ecr "
+        "get-login-password`. 409 when authentication is off.",
     ),
     # creation templates
     Operation(

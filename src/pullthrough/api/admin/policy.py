@@ -1,5 +1,5 @@
 """/registry-policy: the IAM-style document deciding who may pull, import and administer.
-Every worker's Authorizer re-reads it within a second of a change."""
+A change is answered once every worker decides by it (the ACCESS revision has propagated)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pullthrough.api.admin.errors import Invalid
 from pullthrough.api.admin.fields import iso_or_none
 from pullthrough.api.admin.models import RegistryPolicy
 from pullthrough.api.admin.replies import no_content, reply
+from pullthrough.metadata.revisions import propagated
 
 
 async def _current(request: web.Request) -> RegistryPolicy:
@@ -36,9 +37,11 @@ async def put_policy(request: web.Request) -> web.Response:
         field = "body" if exc.statement is None else f"Statement.{exc.statement}"
         raise Invalid(str(exc), [(field, exc.detail)]) from None
     await services(request).policy.put_policy(json.dumps(policy.to_json()))
+    await propagated()
     return reply(await _current(request))
 
 
 async def delete_policy(request: web.Request) -> web.Response:
     await services(request).policy.delete_policy()
+    await propagated()
     return no_content()
