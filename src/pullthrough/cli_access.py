@@ -116,18 +116,21 @@ def users_list(config: ConfigOption = None) -> None:
 def users_delete(name: str, config: ConfigOption = None) -> None:
     """Remove a user or API key; returns once a running server refuses its credentials and
     tokens on every worker."""
+    _delete_principal(config, name, kinds=("user", "apikey"), what="principal")
 
+
+def _delete_principal(config: Path | None, name: str, kinds: tuple[str, ...], what: str) -> None:
     async def delete(store: AccessStore, _settings: Settings) -> bool:
         from pullthrough.metadata.revisions import propagated
 
-        deleted = await store.delete_principal(name)
-        if deleted:
-            await propagated()
-        return deleted
+        row = await store.principal(name)
+        if row is None or row.kind not in kinds or not await store.delete_principal(name):
+            return False
+        await propagated()  # every worker refuses its credentials and tokens now
+        return True
 
     if not _run(config, delete):
-        typer.echo(f"pullthrough: no principal named {name!r}", err=True)
-        raise typer.Exit(1)
+        fail(f"no {what} named {name!r}")
     typer.echo(f"{name} deleted")
 
 
@@ -148,8 +151,8 @@ def apikeys_create(
 
 @apikeys_app.command("delete")
 def apikeys_delete(name: str, config: ConfigOption = None) -> None:
-    """Remove an API key (as `users delete`)."""
-    users_delete(name, config)
+    """Remove an API key; returns once a running server refuses it on every worker."""
+    _delete_principal(config, name, kinds=("apikey",), what="API key")
 
 
 def login_password(
@@ -198,12 +201,21 @@ def login_password(
     --password-stdin), or --token NAME:API_KEY (or PULLTHROUGH_TOKEN, or the client file).
     With --config it is minted from the server's data directory, for any --principal."""
     if config is not None and server is not None:
-        fail("give --server (ask a running server) or --config (its data directory), not both")
+        fail(
+            "give --server (ask a running server) or --config (its data directory), not both",
+            EXIT_USAGE,
+        )
     if config is not None or (server is None and os.environ.get("PULLTHROUGH_CONFIG")):
         if principal is None:
-            fail("--config needs --principal NAME: the user or API key to mint a token for")
+            fail(
+                "--config needs --principal NAME: the user or API key to mint a token for",
+                EXIT_USAGE,
+            )
         if password_stdin or token is not None:
-            fail("--password-stdin and --token go with --server; --config needs no credentials")
+            fail(
+                "--password-stdin and --token go with --server; --config needs no credentials",
+                EXIT_USAGE,
+            )
         typer.echo(_mint_locally(config, principal, ttl))
     else:
         typer.echo(_ask_server(ctx, server, token, principal, password_stdin, ttl))
@@ -244,7 +256,9 @@ def _ask_server(
         elif sys.stdin.isatty():
             secret = str(typer.prompt(f"password or API key of {principal}", hide_input=True))
         else:
-            fail("no terminal to ask for the password: pipe it in with --password-stdin")
+            fail(
+                "no terminal to ask for the password: pipe it in with --password-stdin", EXIT_USAGE
+            )
         if not secret:
             fail(f"no password or API key for {principal!r} on standard input", EXIT_USAGE)
         credentials = f"{principal}:{secret}"
