@@ -1,5 +1,6 @@
 """One registry client per rule, sharing an HTTP session, a token cache and, through the
-metadata database, what each upstream said about its rate limit with the other workers."""
+metadata database, what each upstream said about its rate limit and how it authenticates with
+the other workers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pullthrough.access.sealing import SecretKeySource
 from pullthrough.access.secrets import SecretStore
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.store import MetadataStore
+from pullthrough.metadata.upstream_challenges import StoredChallenge, UpstreamChallengeStore
+from pullthrough.upstream.challenge import Challenge
 from pullthrough.upstream.client import RegistryClient, RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.credentials import (
     CredentialProvider,
@@ -72,6 +75,7 @@ class Upstreams:
                 tokens=self._tokens,
                 shared_state=self._shared,
                 health=self._health,
+                challenges=self._shared,
             )
             self._clients[rule] = client
         return client
@@ -96,7 +100,8 @@ def _credential_of(
 
 
 class SharedUpstreamState:
-    """The registry clients' `ThrottleStore`, over the metadata database all workers share.
+    """The registry clients' `ThrottleStore` and `ChallengeStore`, over the metadata database
+    all workers share.
 
     A database hiccup never fails a pull: it is logged, and this worker goes on with what it
     knows itself.
@@ -104,6 +109,27 @@ class SharedUpstreamState:
 
     def __init__(self, metadata: MetadataStore) -> None:
         self._metadata = metadata
+        self._challenges = UpstreamChallengeStore(metadata.engine)
+
+    async def recall(self, origin: str) -> Challenge | None:
+        try:
+            stored = await self._challenges.get(origin)
+        except SQLAlchemyError as exc:
+            log.warning("reading how upstream %s authenticates failed: %s", origin, exc)
+            return None
+        if stored is None:
+            return None
+        params = {"realm": stored.realm, "service": stored.service}
+        return Challenge(stored.scheme, {k: v for k, v in params.items() if v})
+
+    async def remember(self, origin: str, challenge: Challenge) -> None:
+        stored = StoredChallenge(
+            challenge.scheme, challenge.param("realm"), challenge.param("service")
+        )
+        try:
+            await self._challenges.save(origin, stored)
+        except SQLAlchemyError as exc:
+            log.warning("recording how upstream %s authenticates failed: %s", origin, exc)
 
     async def blocked_until(self, upstream: str) -> float | None:
         try:

@@ -104,6 +104,19 @@ upstream_state = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# How each upstream (by origin, `https://host[:port]`) last asked to be authenticated: `basic`,
+# or `bearer` with its token realm and service. A worker that has not talked to the upstream yet
+# sends credentials up front instead of collecting a 401 first. Tokens themselves are not kept.
+upstream_challenges = Table(
+    "upstream_challenges",
+    metadata,
+    Column("origin", String(512), primary_key=True),
+    Column("scheme", String(16), nullable=False),
+    Column("realm", String(2048), nullable=True),
+    Column("service", String(512), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
 # Who may use the cache: users (bcrypt-hashed passwords) and API keys (sha256 of a random key).
 principals = Table(
     "principals",

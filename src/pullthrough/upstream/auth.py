@@ -2,7 +2,9 @@
 
 One `UpstreamAuth` per upstream remembers what the upstream asked for last time (Basic, or
 Bearer tokens from a realm), so later requests authenticate up front instead of collecting a
-401 first.
+401 first. With a `ChallengeStore`, what one worker process learnt serves the others too: a
+worker's first request to an upstream another worker has talked to carries credentials, and
+its first blob GET after another worker fetched the manifest is not a wasted 401.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
 
-from pullthrough.errors import Denied, UpstreamInvalid, UpstreamUnavailable
+from pullthrough.errors import Denied, RegistryError, UpstreamInvalid, UpstreamUnavailable
 from pullthrough.upstream.challenge import Challenge
 from pullthrough.upstream.credentials import Credential, CredentialProvider
 from pullthrough.upstream.faults import (
     ERROR_BODY_LIMIT,
+    Transient,
     UpstreamName,
     read_at_most,
     status_error,
@@ -37,6 +41,17 @@ def default_scope(repo: str) -> str:
     return f"repository:{repo}:pull"
 
 
+class ChallengeStore(Protocol):
+    """Where all worker processes share how each upstream (by origin) asked to be
+    authenticated: a `basic` challenge, or a `bearer` one with its realm and service."""
+
+    async def recall(self, origin: str) -> Challenge | None:
+        """The challenge last remembered for `origin`, if any."""
+
+    async def remember(self, origin: str, challenge: Challenge) -> None:
+        """Record the challenge `origin` answered with."""
+
+
 class UpstreamAuth:
     """The `Authorization` header for requests to one upstream, and how to get a better one."""
 
@@ -50,6 +65,7 @@ class UpstreamAuth:
         tokens: TokenCache,
         timeouts: UpstreamTimeouts,
         user_agent: str,
+        challenges: ChallengeStore | None = None,
     ) -> None:
         self._session = session
         self._upstream = upstream
@@ -64,16 +80,49 @@ class UpstreamAuth:
         self._uses_basic = False
         self._bearer: Challenge | None = None  # the last Bearer challenge: realm and service
         self._scopes: dict[str, str] = {}  # repo -> scope the upstream asked for, if not default
+        self._challenges = challenges
+        # Until the upstream has answered this process, the store may know what it wants.
+        self._anonymous_answered = False
+        self._bearer_recalled = False  # self._bearer came from the store, not a 401 seen here
+        self._shared: Challenge | None = None  # what the store knows, as far as we know
 
     async def authorization(self, repo: str) -> str | None:
         """The header to send up front: Basic or a (cached or fetched) token once the upstream has
         shown which it wants; None (anonymous) until then."""
         await self._refresh()
+        if not self._uses_basic and self._bearer is None and not self._anonymous_answered:
+            await self._recall()
         if self._uses_basic:
             return self._basic_header
         if self._bearer is None:
             return None
-        return await self._bearer_header(self._bearer, self._scope(repo))
+        try:
+            return await self._bearer_header(self._bearer, self._scope(repo))
+        except (RegistryError, Transient) as exc:
+            if not self._bearer_recalled:
+                raise
+            # What another worker saw may be out of date: ask the upstream itself (one 401).
+            logger.info("%s: the remembered token realm did not work: %s", self._upstream, exc)
+            self._bearer, self._bearer_recalled = None, False
+            return None
+
+    def answered(self, authorization: str | None) -> None:
+        """The upstream answered a request sent with `authorization` without challenging it."""
+        if authorization is None:
+            self._anonymous_answered = True
+
+    async def _recall(self) -> None:
+        """Take what another worker learnt of this upstream's authentication, if anything."""
+        if self._challenges is None:
+            return
+        challenge = await self._challenges.recall(str(self._origin))
+        if challenge is None:
+            return
+        self._shared = challenge
+        if challenge.scheme == "bearer" and challenge.param("realm"):
+            self._bearer, self._bearer_recalled = challenge, True
+        elif challenge.scheme == "basic" and self._basic_header is not None:
+            self._uses_basic = True
 
     async def _refresh(self) -> None:
         """Take the provider's current credential: a rotated secret is used from the next
@@ -95,15 +144,24 @@ class UpstreamAuth:
         nothing to answer with (no usable challenge, or Basic without a credential)."""
         bearer = next((c for c in challenges if c.scheme == "bearer" and c.param("realm")), None)
         if bearer is not None:
-            self._bearer = bearer
+            await self._share(_token_service(bearer))
+            self._bearer, self._bearer_recalled = bearer, False
             scope = bearer.param("scope") or default_scope(repo)
             if scope != default_scope(repo):
                 self._scopes[repo] = scope
             return await self._bearer_header(bearer, scope)
         if any(c.scheme == "basic" for c in challenges) and self._basic_header is not None:
+            await self._share(Challenge("basic"))
             self._uses_basic = True
             return self._basic_header
         return None
+
+    async def _share(self, challenge: Challenge) -> None:
+        """Tell the other workers what the upstream asked for, once per change."""
+        if self._challenges is None or challenge == self._shared:
+            return
+        self._shared = challenge
+        await self._challenges.remember(str(self._origin), challenge)
 
     def _scope(self, repo: str) -> str:
         return self._scopes.get(repo) or default_scope(repo)
@@ -206,6 +264,13 @@ class UpstreamAuth:
             f"{self._upstream}: token service {realm.host} answered {status} for {scope}",
             detail={"upstream": self._upstream.name, "status": status},
         )
+
+
+def _token_service(challenge: Challenge) -> Challenge:
+    """What a challenge says about the upstream as a whole: the scheme, and a Bearer challenge's
+    realm and service (its scope is about one repository)."""
+    kept = {k: v for k, v in challenge.params.items() if k in ("realm", "service")}
+    return Challenge(challenge.scheme, kept)
 
 
 def _basic(credential: Credential) -> str:

@@ -23,7 +23,7 @@ from pullthrough.errors import (
 )
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.mediatypes import OCI_INDEX
-from pullthrough.upstream.auth import UpstreamAuth
+from pullthrough.upstream.auth import ChallengeStore, UpstreamAuth
 from pullthrough.upstream.blob import UpstreamBlob
 from pullthrough.upstream.credentials import Credential, CredentialProvider, FixedCredential
 from pullthrough.upstream.faults import UpstreamName, read_at_most
@@ -83,9 +83,10 @@ class RegistryClient:
     """A client for one upstream registry, over a shared `aiohttp.ClientSession` it does not own.
 
     With a `shared_state`, a 429's Retry-After is honoured by every client of that upstream
-    sharing it (all worker processes), and rate-limit headers are saved there. The credential is
-    fixed (`credential`) or asked of `credentials` each time the client authenticates, so a
-    rotated secret is used without a restart.
+    sharing it (all worker processes), and rate-limit headers are saved there. With
+    `challenges`, how the upstream asked to be authenticated is shared the same way. The
+    credential is fixed (`credential`) or asked of `credentials` each time the client
+    authenticates, so a rotated secret is used without a restart.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class RegistryClient:
         tokens: TokenCache | None = None,
         shared_state: ThrottleStore | None = None,
         health: HealthSink | None = None,
+        challenges: ChallengeStore | None = None,
     ) -> None:
         base = URL(base_url.rstrip("/"))
         if not base.absolute or base.scheme not in ("http", "https") or not base.host:
@@ -122,6 +124,7 @@ class RegistryClient:
             tokens=tokens if tokens is not None else TokenCache(),
             timeouts=timeouts,
             user_agent=USER_AGENT,
+            challenges=challenges,
         )
         self._transport = UpstreamTransport(
             session,

@@ -153,6 +153,7 @@ class UpstreamTransport:
             response = await self._follow(method, url, headers, authorization, budget)
             # Only the upstream's own 401 is a challenge for us; a CDN's is just an error.
             if response.status != 401 or response.url.origin() != self._origin:
+                self._auth.answered(authorization)
                 return response
             challenges = parse_challenges(response.headers.getall("WWW-Authenticate", []))
             await _discard(response)
