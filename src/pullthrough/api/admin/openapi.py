@@ -113,7 +113,8 @@ def openapi_document() -> dict[str, Any]:
             "description": (
                 "Manage a pullthrough cache: rules, secrets, the registry policy, creation "
                 "templates and scanning, and see what the cache holds and how it is doing. With "
-                "auth enabled, callers need registry:Admin on * in the registry policy."
+                "auth enabled, callers need registry:Admin on * in the registry policy, except "
+                "for POST /api/v1/login-token, which any principal calls for their own token."
             ),
         },
         "paths": paths,
