@@ -19,9 +19,10 @@ pytestmark = pytest.mark.integration
 # The suite's `nonexistentManifest` (conformance/setup.go): a reference that is no tag (a tag may
 # not start with '.') and no digest.
 NONEXISTENT_MANIFEST = ".INVALID_MANIFEST_NAME"
-# What its Go client (reggie over resty and net/http) sends with the nonexistent-manifest
-# requests: no Accept at all; its existing-manifest requests ask for the OCI manifest type.
-SUITE_HEADERS = {"User-Agent": "go-resty/2.7.0", "Accept-Encoding": "gzip"}
+# What its Go client (reggie over resty and net/http, set up in setup.go) sends with the
+# nonexistent-manifest requests: no Accept at all; its existing-manifest requests ask for the
+# OCI manifest type.
+SUITE_HEADERS = {"User-Agent": "distribution-spec-conformance-tests", "Accept-Encoding": "gzip"}
 SUITE_MANIFEST_ACCEPT = {**SUITE_HEADERS, "Accept": "application/vnd.oci.image.manifest.v1+json"}
 
 
