@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +19,12 @@ from pullthrough.client.cli_options import (
     admin_session,
 )
 from pullthrough.config import ConfigError, load_settings
+
+# Narrower than this, rich cuts long option names and URLs in help tables short ("…"); a
+# narrower terminal gets lines this wide and wraps them, losing nothing.
+MIN_HELP_WIDTH = 100
+# Help sent to a pipe or a file (no terminal to measure): whole lines for grep and less.
+PIPED_HELP_WIDTH = 120
 
 app = typer.Typer(
     help="pullthrough: a self-hosted pull-through cache for container images.",
@@ -77,7 +86,22 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _widen_help() -> None:
+    """Make help and usage errors at least MIN_HELP_WIDTH wide, unless the user chose a width.
+
+    typer reads TERMINAL_WIDTH when it first renders help, which is after this runs.
+    """
+    if os.environ.get("TERMINAL_WIDTH"):
+        return
+    if sys.stdout.isatty():
+        width = max(shutil.get_terminal_size().columns, MIN_HELP_WIDTH)
+    else:
+        width = PIPED_HELP_WIDTH
+    os.environ["TERMINAL_WIDTH"] = str(width)
+
+
 def main() -> None:
+    _widen_help()
     # Sub-command groups live in their own modules; imported here so `serve` starts lean.
     from pullthrough import (
         cli_access,

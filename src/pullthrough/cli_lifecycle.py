@@ -29,7 +29,11 @@ from pullthrough.client.cli_options import (
 
 if TYPE_CHECKING:  # the database layer loads only for the commands that use it
     from pullthrough.config import Settings
+    from pullthrough.lifecycle.gc import GcReport
+    from pullthrough.lifecycle.images import CachedImage
+    from pullthrough.lifecycle.keeper import LifecycleReport
     from pullthrough.lifecycle.policy import Expiry
+    from pullthrough.lifecycle.sizecap import SizeCapReport
     from pullthrough.metadata.store import MetadataStore
 
 templates_app = typer.Typer(
@@ -46,7 +50,10 @@ NowOption = Annotated[
     str | None,
     typer.Option(help="Evaluate as if it were this time (ISO 8601), to see what will expire."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ReportOption = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people; json for scripts.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="The same as --output json.", hidden=True)]
 
 
 def _policy_text(file: Path) -> str:
@@ -232,13 +239,18 @@ async def _keeper_call(
     )
     if action == "preview":
         return await keeper.preview(repository, now)
-    return await keeper.run(repository, now)
+    from pullthrough.metadata.revisions import propagated
+
+    report = await keeper.run(repository, now)
+    await propagated()  # every worker of a running server has forgotten what was removed
+    return report
 
 
 @lifecycle_app.command("preview")
 def lifecycle_preview(
     repository: Annotated[str | None, typer.Argument(help="Only this repository.")] = None,
     now: NowOption = None,
+    output: ReportOption = Output.table,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -247,7 +259,7 @@ def lifecycle_preview(
     expiries, broken = run_on_metadata(
         config, lambda m, s: _keeper_call(m, s, "preview", repository, when)
     )
-    if as_json:
+    if as_json or output is Output.json:
         typer.echo(json.dumps([_expiry_json(e) for e in expiries], indent=2))
     else:
         for expiry in expiries:
@@ -266,21 +278,112 @@ def lifecycle_preview(
 def lifecycle_run(
     repository: Annotated[str | None, typer.Argument(help="Only this repository.")] = None,
     now: NowOption = None,
+    output: ReportOption = Output.table,
     config: ConfigOption = None,
 ) -> None:
-    """Expire what the policies say, enforce lifecycle.max_size, and collect garbage."""
+    """Expire what the policies say, enforce lifecycle.max_size, and collect garbage; returns
+    once every worker of a running server has stopped serving what was removed."""
     started = time.monotonic()
     when = _when(now)
-    report = run_on_metadata(config, lambda m, s: _keeper_call(m, s, "run", repository, when))
-    for expiry in report.expired:
-        typer.echo(
-            f"expired {expiry.image.repository}@{expiry.image.digest} (rule {expiry.rule_priority})"
+    report: LifecycleReport = run_on_metadata(
+        config, lambda m, s: _keeper_call(m, s, "run", repository, when)
+    )
+    if output is Output.json:
+        render.print_json(_run_json(report))
+    else:
+        _print_run(report, time.monotonic() - started)
+    for name in report.skipped:
+        typer.echo(f"pullthrough: {name} has an invalid lifecycle policy; skipped", err=True)
+
+
+def _print_run(report: LifecycleReport, seconds: float) -> None:
+    """What a run did, for a person: images expired per repository, then space freed."""
+    out = render.console()
+    grouped = report.expired_by_repository()
+    if grouped:
+        table = render.table("repository", "images", "tags", title="Expired by lifecycle policy")
+        for name, expiries in grouped.items():
+            tags = sorted(tag for expiry in expiries for tag in expiry.image.tags)
+            table.add_row(render.cell(name), str(len(expiries)), render.cell(tags))
+        out.print(table)
+    else:
+        out.print("No image expired by lifecycle policy.")
+    cap = report.size_cap
+    if cap is None:
+        out.print("Size cap: none (lifecycle.max_size is not set).")
+    elif not cap.evicted:
+        out.print(f"Size cap: {render.size(cap.bytes_before)} stored, within {_cap(cap)}.")
+    else:
+        out.print(
+            f"Size cap: evicted {_images(len(cap.evicted))} least recently pulled, "
+            f"{render.size(cap.bytes_before)} → {render.size(cap.bytes_after)} ({_cap(cap)})."
         )
-    if report.size_cap is not None:
-        typer.echo(f"size cap: {report.size_cap}")
-    if report.gc is not None:
-        typer.echo(f"garbage collection: {report.gc}")
-    typer.echo(f"done in {time.monotonic() - started:.1f}s")
+        table = render.table("repository", "images", "tags", title="Evicted by the size cap")
+        for name, images in _by_repository(cap.evicted).items():
+            tags = sorted(tag for image in images for tag in image.tags)
+            table.add_row(render.cell(name), str(len(images)), render.cell(tags))
+        out.print(table)
+    dropped = [name for gc in report.collections for name in gc.repositories_dropped]
+    if dropped:
+        out.print(f"Dropped {len(dropped)} repositories of deleted rules: {render.cell(dropped)}.")
+    out.print(
+        f"Garbage collection: {report.blobs_deleted} blobs deleted, "
+        f"{render.size(report.bytes_freed)} freed."
+    )
+    out.print(f"Done in {seconds:.1f}s.")
+
+
+def _images(count: int) -> str:
+    return f"{count} image" if count == 1 else f"{count} images"
+
+
+def _cap(cap: SizeCapReport) -> str:
+    return f"cap {render.size(cap.max_size)}, low water {render.size(cap.low_water_bytes)}"
+
+
+def _by_repository(images: tuple[CachedImage, ...]) -> dict[str, list[CachedImage]]:
+    grouped: dict[str, list[CachedImage]] = {}
+    for image in sorted(images, key=lambda i: (i.repository, i.digest)):
+        grouped.setdefault(image.repository, []).append(image)
+    return grouped
+
+
+def _image_json(image: CachedImage) -> dict[str, Any]:
+    return {"repository": image.repository, "digest": image.digest, "tags": list(image.tags)}
+
+
+def _gc_json(gc: GcReport) -> dict[str, Any]:
+    return {
+        "repositoriesDropped": list(gc.repositories_dropped),
+        "blobsDeleted": gc.blobs_deleted,
+        "orphanFilesDeleted": gc.orphan_files_deleted,
+        "bytesFreed": gc.bytes_freed,
+        "refetchedMeanwhile": gc.refilled,
+    }
+
+
+def _run_json(report: LifecycleReport) -> dict[str, Any]:
+    """What `lifecycle run --output json` prints (the keys of `lifecycle preview`'s style)."""
+    cap = report.size_cap
+    return {
+        "expired": [_expiry_json(e) for e in report.expired],
+        "expiredByRepository": {
+            name: len(expiries) for name, expiries in report.expired_by_repository().items()
+        },
+        "sizeCap": None
+        if cap is None
+        else {
+            "maxSize": cap.max_size,
+            "lowWaterBytes": cap.low_water_bytes,
+            "bytesBefore": cap.bytes_before,
+            "bytesAfter": cap.bytes_after,
+            "evicted": [_image_json(image) for image in cap.evicted],
+        },
+        "garbageCollections": [_gc_json(gc) for gc in report.collections],
+        "blobsDeleted": report.blobs_deleted,
+        "bytesFreed": report.bytes_freed,
+        "skipped": list(report.skipped),
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -86,6 +86,7 @@ async def test_the_rule_book_rereads_the_store_after_its_interval(
 
 
 async def test_statistics_add_up_over_recorders(metadata: MetadataStore) -> None:
+    await RuleStore(metadata.engine).seed([GHCR, QUAY])
     store = CacheStatsStore(metadata.engine)
     assert (await store.read()).since is None
     first, second = StatsRecorder(store), StatsRecorder(store)  # two workers
@@ -139,7 +140,24 @@ class _FlakyStatsStore(CacheStatsStore):
         await self.real.add(batch)
 
 
+async def test_a_deleted_rules_statistics_disappear_with_it(metadata: MetadataStore) -> None:
+    rules = RuleStore(metadata.engine)
+    await rules.seed([GHCR, QUAY])
+    store = CacheStatsStore(metadata.engine)
+    await store.add({"ghcr": RuleStats(hits=3), "quay": RuleStats(misses=1)})
+    late = StatsRecorder(store)  # a worker that counted a pull just before the deletion
+    late.hit("ghcr", 10)
+
+    assert await rules.delete("ghcr") is True
+    await late.close()  # its last flush comes after the deletion
+    assert (await store.read()).rules == {"quay": RuleStats(misses=1)}
+
+    await rules.create(GHCR)  # a new rule with the old prefix starts from nothing
+    assert (await store.read()).rules == {"quay": RuleStats(misses=1)}
+
+
 async def test_a_failed_flush_keeps_the_batch_for_the_next(metadata: MetadataStore) -> None:
+    await RuleStore(metadata.engine).seed([GHCR])
     flaky = _FlakyStatsStore(CacheStatsStore(metadata.engine))
     recorder = StatsRecorder(flaky)
     recorder.hit("ghcr", 5)

@@ -151,11 +151,12 @@ class BlobCache:
         if stored is not None:  # another worker committed it while we looked
             lock.release()
             return stored
-        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
         storage_key = blob_key(digest.algorithm, digest.hex)
 
         async def commit(spool: Path, size: int) -> None:
             await self._driver.put_file(storage_key, spool)
+            # The repository is created with its first content, not by a fill that fails.
+            repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
             await self._metadata.save_blob(key, size, repo_id)
 
         await asyncio.to_thread(record_path.unlink, missing_ok=True)  # an earlier failure's

@@ -66,7 +66,7 @@ class ManifestCache:
         self._flights: SingleFlight[StoredManifest] = SingleFlight()
         self._answers: SingleFlight[ManifestAnswer] = SingleFlight()
         self._missing = NegativeCache()
-        self._memo = ManifestMemo()
+        self._memo = ManifestMemo(metadata.revisions)
 
     async def get(
         self,
@@ -95,11 +95,11 @@ class ManifestCache:
     async def _by_digest(
         self, route: Route, digest: str, may_import: ImportCheck
     ) -> ManifestAnswer:
-        stored = self._memo.manifest(route.repository, digest)
+        stored, revision = await self._memo.manifest(route.repository, digest)
         if stored is None:
             stored = await self._metadata.manifest_in_repository(route.repository, digest)
             if stored is not None:
-                self._memo.remember_manifest(route.repository, stored)
+                self._memo.remember_manifest(route.repository, stored, revision)
         if stored is not None:
             return ManifestAnswer(stored, "hit")
         key = ("digest", route.repository, digest)
@@ -117,12 +117,12 @@ class ManifestCache:
 
     async def _by_tag(self, route: Route, tag: str, may_import: ImportCheck) -> ManifestAnswer:
         ttl = route.rule.tag_ttl
-        remembered = self._memo.tag(route.repository, tag)
+        remembered, revision = await self._memo.tag(route.repository, tag)
         if remembered is not None:
             return ManifestAnswer(remembered.manifest, "hit")
         tagged = await self._metadata.tag(route.repository, tag)
         if tagged is not None and time.time() - tagged.checked_at < ttl:
-            self._memo.remember_tag(route.repository, tag, tagged, ttl)
+            self._memo.remember_tag(route.repository, tag, tagged, ttl, revision)
             return ManifestAnswer(tagged.manifest, "hit")
         key = ("tag", route.repository, tag)
         if tagged is None:
@@ -131,7 +131,7 @@ class ManifestCache:
         answer = await self._answers.run(key, lambda: self._refresh_tag(route, tag))
         if answer.cache in ("miss", "revalidated"):
             checked = TaggedManifest(answer.manifest, time.time())
-            self._memo.remember_tag(route.repository, tag, checked, ttl)
+            self._memo.remember_tag(route.repository, tag, checked, ttl, revision)
         return answer
 
     async def _refresh_tag(self, route: Route, tag: str) -> ManifestAnswer:
@@ -145,13 +145,15 @@ class ManifestCache:
         self, route: Route, tag: str, tagged: TaggedManifest | None
     ) -> ManifestAnswer:
         client = self._upstreams.client(route.rule)
-        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
         try:
             if tagged is not None:
                 head = await client.head_manifest(
                     route.upstream_repository, tag, mediatypes.UPSTREAM_ACCEPT
                 )
                 if head.digest == tagged.manifest.digest:
+                    repo_id = await self._metadata.repository_id(
+                        route.repository, route.rule.prefix
+                    )
                     await self._metadata.set_tag(repo_id, tag, head.digest, time.time())
                     return ManifestAnswer(tagged.manifest, "revalidated")
             manifest = await self._fetch(route, tag, mediatypes.UPSTREAM_ACCEPT)
@@ -174,6 +176,8 @@ class ManifestCache:
                 extra={"repository": route.repository, "tag": tag},
             )
             return ManifestAnswer(tagged.manifest, "stale", stale_since=tagged.checked_at)
+        # Only now, with the manifest stored, does the repository exist (`_fetch`).
+        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
         await self._metadata.set_tag(repo_id, tag, manifest.digest, time.time())
         return ManifestAnswer(manifest, "miss")
 

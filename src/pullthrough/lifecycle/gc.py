@@ -1,5 +1,8 @@
 """Garbage collection: delete blobs that no remaining manifest references, while clients pull.
 
+First the repositories of deleted rules are dropped (no rule serves them any more), so that the
+blobs only they used are collected in the same pass.
+
 No stop-the-world lock. A blob is collected only when it is older than a grace period (so a
 fill that just committed, or a blob whose manifest is being cached right now, is left alone)
 and, re-checked in the transaction that deletes its row, still unreferenced. Its file goes
@@ -42,6 +45,7 @@ _BLOBS_PREFIX = "blobs"
 class GcReport:
     """What one collection did."""
 
+    repositories_dropped: tuple[str, ...] = ()  # repositories of deleted rules
     blobs_deleted: int = 0  # unreferenced blobs whose row and file were removed
     bytes_freed: int = 0  # bytes of the files removed, orphans included
     orphan_files_deleted: int = 0  # files under blobs/ that had no row
@@ -63,6 +67,7 @@ async def collect_garbage(
     is taken, which is only right when no server shares the data directory.
     """
     cutoff = (time.time() if now is None else now) - grace
+    dropped = await _drop_repositories_without_rule(space)
     forgotten = [
         blob
         for blob in await space.unreferenced_blobs(cutoff)
@@ -80,6 +85,7 @@ async def collect_garbage(
             freed += size
     orphans, orphan_bytes = await _remove_orphan_files(space, driver, cutoff, spool_dir)
     report = GcReport(
+        repositories_dropped=dropped,
         blobs_deleted=deleted,
         bytes_freed=freed + orphan_bytes,
         orphan_files_deleted=orphans,
@@ -95,6 +101,21 @@ async def collect_garbage(
             refilled,
         )
     return report
+
+
+async def _drop_repositories_without_rule(space: SpaceStore) -> tuple[str, ...]:
+    dropped = []
+    for name in await space.repositories_without_rule():
+        gone = await space.drop_repository_without_rule(name)
+        if gone is not None:
+            log.info(
+                "dropped repository %s: its rule %s was deleted",
+                name,
+                gone.rule,
+                extra={"repository": name, "images": gone.expired.images},
+            )
+            dropped.append(name)
+    return tuple(dropped)
 
 
 async def _remove_file(

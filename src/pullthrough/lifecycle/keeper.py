@@ -18,7 +18,9 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pullthrough.config import LifecycleConfig
+from pullthrough.lifecycle.expire import expire_images
 from pullthrough.lifecycle.gc import GcReport, collect_garbage
+from pullthrough.lifecycle.images import CachedImage
 from pullthrough.lifecycle.policy import Expiry, LifecyclePolicy, LifecyclePolicyError
 from pullthrough.lifecycle.sizecap import SizeCapReport, enforce_size_cap
 from pullthrough.metadata.leases import LeaseStore
@@ -37,6 +39,27 @@ class LifecycleReport:
     size_cap: SizeCapReport | None = None
     gc: GcReport | None = None
     skipped: list[str] = field(default_factory=list)  # repositories with a broken policy
+
+    @property
+    def collections(self) -> tuple[GcReport, ...]:
+        """Every garbage collection the run made: the size cap's, then the final one."""
+        cap = self.size_cap.gc if self.size_cap is not None else None
+        return tuple(gc for gc in (cap, self.gc) if gc is not None)
+
+    @property
+    def blobs_deleted(self) -> int:
+        return sum(gc.blobs_deleted + gc.orphan_files_deleted for gc in self.collections)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(gc.bytes_freed for gc in self.collections)
+
+    def expired_by_repository(self) -> dict[str, list[Expiry]]:
+        """The policies' expiries grouped by repository, in name order."""
+        grouped: dict[str, list[Expiry]] = {}
+        for expiry in sorted(self.expired, key=lambda e: (e.image.repository, e.image.digest)):
+            grouped.setdefault(expiry.image.repository, []).append(expiry)
+        return grouped
 
 
 class SpaceKeeper:
@@ -102,16 +125,16 @@ class SpaceKeeper:
         return report
 
     async def _expire(self, expiries: Sequence[Expiry]) -> None:
-        by_repository: dict[str, list[str]] = {}
+        by_repository: dict[str, list[CachedImage]] = {}
         for expiry in expiries:
-            by_repository.setdefault(expiry.image.repository, []).append(expiry.image.digest)
-        for name, digests in by_repository.items():
-            await self._space.expire(name, digests)
+            by_repository.setdefault(expiry.image.repository, []).append(expiry.image)
+        for name, images in by_repository.items():
+            await expire_images(self._space, images)
             log.info(
                 "expired %d image(s) from %s",
-                len(digests),
+                len(images),
                 name,
-                extra={"repository": name, "digests": digests},
+                extra={"repository": name, "digests": [image.digest for image in images]},
             )
 
     async def run_periodically(self) -> None:

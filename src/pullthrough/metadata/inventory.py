@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pullthrough.lifecycle.images import CachedImage
 from pullthrough.metadata import schema
+from pullthrough.metadata.holdings import holds_content
 from pullthrough.metadata.space import SpaceStore
 
 # Reads a stored blob (an image config, a few KiB) by digest; None when it is not stored.
@@ -95,9 +96,10 @@ class Inventory:
     async def repositories(
         self, prefix: str | None = None, limit: int | None = None
     ) -> list[RepositorySummary]:
-        """Repositories by name, those whose name starts with `prefix`, at most `limit`."""
+        """Repositories that hold something, by name, those whose name starts with `prefix`,
+        at most `limit`."""
         r = schema.repositories
-        query = select(r.c.id).order_by(r.c.name)
+        query = select(r.c.id).where(holds_content(r.c.id)).order_by(r.c.name)
         if prefix:
             query = query.where(r.c.name.startswith(prefix, autoescape=True))
         if limit is not None:
@@ -105,8 +107,9 @@ class Inventory:
         return await self._summaries(query)
 
     async def repository(self, name: str) -> RepositorySummary | None:
+        """The repository `name`; None when there is none or it holds nothing any more."""
         r = schema.repositories
-        found = await self._summaries(select(r.c.id).where(r.c.name == name))
+        found = await self._summaries(select(r.c.id).where(r.c.name == name, holds_content(r.c.id)))
         return found[0] if found else None
 
     async def _summaries(self, ids: Select[Any]) -> list[RepositorySummary]:

@@ -21,7 +21,7 @@ from pullthrough.config import RuleConfig
 from pullthrough.metadata import schema
 from pullthrough.metadata.upserts import insert_ignore
 
-_SEEDED = "rules_seeded"
+SEEDED = "rules_seeded"
 
 
 class RuleConflict(Exception):
@@ -55,7 +55,7 @@ class RuleStore:
         """Store `rules` if this database never had rules; True if it did so now."""
         now = time.time()
         async with self._engine.begin() as conn:
-            marker = {"name": _SEEDED, "value": str(now), "updated_at": now}
+            marker = {"name": SEEDED, "value": str(now), "updated_at": now}
             inserted = await conn.execute(insert_ignore(conn, schema.registry_settings, marker))
             if inserted.rowcount != 1:
                 return False
@@ -109,9 +109,14 @@ class RuleStore:
             return await _write(conn, rule, created_at=created_at), existing is None
 
     async def delete(self, prefix: str) -> bool:
-        table = schema.pull_through_rules
+        """Delete the rule and its statistics. Its repositories are served no more (no rule
+        routes to them) and the next garbage collection drops them (`lifecycle/gc.py`),
+        unless a rule with this prefix is created again first."""
+        table, stats = schema.pull_through_rules, schema.cache_stats
         async with self._engine.begin() as conn:
             result = await conn.execute(table.delete().where(table.c.prefix == prefix))
+            if result.rowcount:
+                await conn.execute(stats.delete().where(stats.c.prefix == prefix))
         return bool(result.rowcount)
 
 

@@ -1,6 +1,10 @@
 """Queries for space that manages itself: the images a repository holds, expiring them, pull
 times, and the blobs garbage collection may take. All SQL over timestamps, for SQLite and
-PostgreSQL alike; the decisions (which image, when) belong to `lifecycle/`."""
+PostgreSQL alike; the decisions (which image, when) belong to `lifecycle/`.
+
+Every query that takes cached content away moves the CONTENT revision in its transaction, so
+what worker processes remember of it (the manifest memo) is dropped (metadata/revisions.py).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pullthrough.lifecycle.images import CachedImage
 from pullthrough.metadata import schema
+from pullthrough.metadata.revisions import CONTENT, bump
+from pullthrough.metadata.rules import SEEDED
 
 # Keeps `IN (…)` lists well under SQLite's and asyncpg's bound-parameter limits.
 _CHUNK = 500
@@ -40,6 +46,15 @@ class ExpiredSummary:
             tags=self.tags + other.tags,
             blob_links=self.blob_links + other.blob_links,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedRepository:
+    """A repository whose rule was deleted, dropped with everything it held but the blobs."""
+
+    name: str
+    rule: str
+    expired: ExpiredSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,75 +206,78 @@ class SpaceStore:
         hold on them and their children (a child another remaining image uses stays), its blob
         links that no remaining manifest of it references, and then the manifests no
         repository holds any more. Blobs themselves are left to garbage collection."""
-        rm, t, mp = schema.repository_manifests, schema.tags, schema.manifest_pulls
-        rb, mr, m = schema.repository_blobs, schema.manifest_references, schema.manifests
         wanted = set(digests)
         async with self.engine.begin() as conn:
             repository_id = await self._repository_id(conn, repository)
             if repository_id is None or not wanted:
                 return ExpiredSummary()
-            held: set[str] = set(
-                (
-                    await conn.execute(
-                        select(rm.c.digest).where(rm.c.repository_id == repository_id)
-                    )
-                ).scalars()
-            )
-            targets = wanted & held
-            if not targets:
-                return ExpiredSummary()
-            children, blob_refs = await self._references(conn, repository_id)
-            candidates = (targets | _descendants(targets, children)) & held
-            still_used = _descendants(held - candidates, children)
-            removed = candidates - still_used
-            images = len(targets - still_used)
-            blobs_of_removed = set().union(*(blob_refs.get(d, set()) for d in removed))
+            summary = await self._expire_in(conn, repository_id, wanted)
+            if summary.manifests_unlinked:
+                await bump(conn, CONTENT)
+            return summary
 
-            tags = unlinked = blob_links = deleted = 0
-            for chunk in _chunks(sorted(removed)):
-                in_repository = rm.c.repository_id == repository_id
-                tags += (
-                    await conn.execute(
-                        t.delete().where(t.c.repository_id == repository_id, t.c.digest.in_(chunk))
-                    )
-                ).rowcount
+    async def _expire_in(
+        self, conn: AsyncConnection, repository_id: int, wanted: set[str]
+    ) -> ExpiredSummary:
+        """`expire`'s work, inside the caller's transaction."""
+        rm, t, mp = schema.repository_manifests, schema.tags, schema.manifest_pulls
+        rb, mr, m = schema.repository_blobs, schema.manifest_references, schema.manifests
+        held: set[str] = set(
+            (
+                await conn.execute(select(rm.c.digest).where(rm.c.repository_id == repository_id))
+            ).scalars()
+        )
+        targets = wanted & held
+        if not targets:
+            return ExpiredSummary()
+        children, blob_refs = await self._references(conn, repository_id)
+        candidates = (targets | _descendants(targets, children)) & held
+        still_used = _descendants(held - candidates, children)
+        removed = candidates - still_used
+        images = len(targets - still_used)
+        blobs_of_removed = set().union(*(blob_refs.get(d, set()) for d in removed))
+
+        tags = unlinked = blob_links = deleted = 0
+        for chunk in _chunks(sorted(removed)):
+            in_repository = rm.c.repository_id == repository_id
+            tags += (
                 await conn.execute(
-                    mp.delete().where(mp.c.repository_id == repository_id, mp.c.digest.in_(chunk))
+                    t.delete().where(t.c.repository_id == repository_id, t.c.digest.in_(chunk))
                 )
-                unlinked += (
-                    await conn.execute(rm.delete().where(in_repository, rm.c.digest.in_(chunk)))
-                ).rowcount
-            # Decided in SQL after the deletes, so a manifest cached meanwhile keeps its links.
-            remaining_reference = exists(
-                select(mr.c.target_digest)
-                .join(rm, rm.c.digest == mr.c.manifest_digest)
-                .where(rm.c.repository_id == repository_id, mr.c.target_digest == rb.c.digest)
+            ).rowcount
+            await conn.execute(
+                mp.delete().where(mp.c.repository_id == repository_id, mp.c.digest.in_(chunk))
             )
-            for chunk in _chunks(sorted(blobs_of_removed)):
-                blob_links += (
-                    await conn.execute(
-                        rb.delete().where(
-                            rb.c.repository_id == repository_id,
-                            rb.c.digest.in_(chunk),
-                            ~remaining_reference,
-                        )
+            unlinked += (
+                await conn.execute(rm.delete().where(in_repository, rm.c.digest.in_(chunk)))
+            ).rowcount
+        # Decided in SQL after the deletes, so a manifest cached meanwhile keeps its links.
+        remaining_reference = exists(
+            select(mr.c.target_digest)
+            .join(rm, rm.c.digest == mr.c.manifest_digest)
+            .where(rm.c.repository_id == repository_id, mr.c.target_digest == rb.c.digest)
+        )
+        for chunk in _chunks(sorted(blobs_of_removed)):
+            blob_links += (
+                await conn.execute(
+                    rb.delete().where(
+                        rb.c.repository_id == repository_id,
+                        rb.c.digest.in_(chunk),
+                        ~remaining_reference,
                     )
-                ).rowcount
-            for chunk in _chunks(sorted(removed)):
-                held_anywhere: set[str] = set(
-                    (
-                        await conn.execute(select(rm.c.digest).where(rm.c.digest.in_(chunk)))
-                    ).scalars()
                 )
-                tagged_anywhere: set[str] = set(
-                    (await conn.execute(select(t.c.digest).where(t.c.digest.in_(chunk)))).scalars()
-                )
-                orphans = sorted(set(chunk) - held_anywhere - tagged_anywhere)
-                if orphans:
-                    await conn.execute(mr.delete().where(mr.c.manifest_digest.in_(orphans)))
-                    deleted += (
-                        await conn.execute(m.delete().where(m.c.digest.in_(orphans)))
-                    ).rowcount
+            ).rowcount
+        for chunk in _chunks(sorted(removed)):
+            held_anywhere: set[str] = set(
+                (await conn.execute(select(rm.c.digest).where(rm.c.digest.in_(chunk)))).scalars()
+            )
+            tagged_anywhere: set[str] = set(
+                (await conn.execute(select(t.c.digest).where(t.c.digest.in_(chunk)))).scalars()
+            )
+            orphans = sorted(set(chunk) - held_anywhere - tagged_anywhere)
+            if orphans:
+                await conn.execute(mr.delete().where(mr.c.manifest_digest.in_(orphans)))
+                deleted += (await conn.execute(m.delete().where(m.c.digest.in_(orphans)))).rowcount
         return ExpiredSummary(
             images=images,
             manifests_unlinked=unlinked,
@@ -267,6 +285,65 @@ class SpaceStore:
             tags=tags,
             blob_links=blob_links,
         )
+
+    # Repositories whose rule was deleted
+
+    async def repositories_without_rule(self) -> list[str]:
+        """Repositories whose rule no longer exists, by name; none before the rules were first
+        stored in this database (`RuleStore.seed`), since until then no rule is known gone."""
+        r, rules, settings = (
+            schema.repositories,
+            schema.pull_through_rules,
+            schema.registry_settings,
+        )
+        query = (
+            select(r.c.name)
+            .where(
+                exists(select(settings.c.name).where(settings.c.name == SEEDED)),
+                ~exists(select(rules.c.prefix).where(rules.c.prefix == r.c.rule_prefix)),
+            )
+            .order_by(r.c.name)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def drop_repository_without_rule(self, repository: str) -> DroppedRepository | None:
+        """Drop `repository` with its images, tags, pull times, blob links and settings, in
+        one transaction, if its rule is (still) gone; None when it is not. Blobs are left to
+        garbage collection, which takes those no remaining manifest references."""
+        r, rules = schema.repositories, schema.pull_through_rules
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(r.c.id, r.c.rule_prefix).where(
+                        r.c.name == repository,
+                        ~exists(select(rules.c.prefix).where(rules.c.prefix == r.c.rule_prefix)),
+                    )
+                )
+            ).first()
+            if row is None:
+                return None  # its rule was created again meanwhile: it is served again
+            repository_id = int(row.id)
+            held: set[str] = set(
+                (
+                    await conn.execute(
+                        select(schema.repository_manifests.c.digest).where(
+                            schema.repository_manifests.c.repository_id == repository_id
+                        )
+                    )
+                ).scalars()
+            )
+            expired = await self._expire_in(conn, repository_id, held)
+            for table in (
+                schema.tags,
+                schema.manifest_pulls,
+                schema.repository_blobs,
+                schema.repository_settings,
+            ):
+                await conn.execute(table.delete().where(table.c.repository_id == repository_id))
+            await conn.execute(r.delete().where(r.c.id == repository_id))
+            await bump(conn, CONTENT)
+        return DroppedRepository(repository, str(row.rule_prefix), expired)
 
     # Pull times
 
@@ -341,6 +418,7 @@ class SpaceStore:
             if not result.rowcount:
                 return False
             await conn.execute(rb.delete().where(rb.c.digest == digest))
+            await bump(conn, CONTENT)
         return True
 
     async def blobs_present(self, digests: Iterable[str]) -> set[str]:

@@ -44,11 +44,21 @@ class CacheStatsStore:
         self._engine = engine
 
     async def add(self, batch: dict[str, RuleStats]) -> None:
-        """Add each rule's counts to what is stored."""
-        table = schema.cache_stats
+        """Add each rule's counts to what is stored; counts of a rule deleted since they were
+        made are dropped, so its statistics disappear with it."""
+        table, rules = schema.cache_stats, schema.pull_through_rules
         now = time.time()
         async with self._engine.begin() as conn:
+            existing: set[str] = set(
+                (
+                    await conn.execute(
+                        select(rules.c.prefix).where(rules.c.prefix.in_(sorted(batch)))
+                    )
+                ).scalars()
+            )
             for prefix, stats in sorted(batch.items()):
+                if prefix not in existing:
+                    continue
                 values = {
                     "prefix": prefix,
                     "hits": stats.hits,

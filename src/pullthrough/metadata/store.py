@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.dml import Insert
 
 from pullthrough.metadata import schema
+from pullthrough.metadata.holdings import holds_content
+from pullthrough.metadata.revisions import CONTENT, Revisions
 from pullthrough.metadata.templates import apply_template
 from pullthrough.metadata.upserts import upsert
 from pullthrough.oci.manifest import ParsedManifest
@@ -100,7 +102,11 @@ class MetadataStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # This process's view of the revision counters, shared by what it remembers of the
+        # metadata (repository ids here, the manifest memo) so that it is read once per bound.
+        self.revisions = Revisions(engine)
         self._repository_ids: dict[str, int] = {}
+        self._ids_revision: int | None = None
 
     @classmethod
     async def open(cls, url: str) -> MetadataStore:
@@ -137,7 +143,13 @@ class MetadataStore:
     # Repositories
 
     async def repository_id(self, name: str, rule_prefix: str) -> int:
-        """The id of the local repository `name`, created on first use."""
+        """The id of the local repository `name`, created on first use: call it once there is
+        something to store in it, so that a pull that fails leaves no empty repository."""
+        # Garbage collection may drop a repository (its rule was deleted): forget the ids.
+        revision = await self.revisions.value(CONTENT)
+        if revision != self._ids_revision:
+            self._repository_ids.clear()
+            self._ids_revision = revision
         cached = self._repository_ids.get(name)
         if cached is not None:
             return cached
@@ -158,7 +170,9 @@ class MetadataStore:
         return int(repo_id)
 
     async def catalog(self, n: int | None, last: str | None) -> list[str]:
-        query = select(schema.repositories.c.name).order_by(schema.repositories.c.name)
+        """The names of the repositories that hold something, in order, after `last`."""
+        r = schema.repositories
+        query = select(r.c.name).where(holds_content(r.c.id)).order_by(r.c.name)
         if last:
             query = query.where(schema.repositories.c.name > last)
         if n is not None:
@@ -403,11 +417,18 @@ class MetadataStore:
     # Totals
 
     async def cache_totals(self) -> CacheTotals:
+        """What is cached; a repository counts while it holds something."""
+
         def count(table: Table) -> Any:
             return select(func.count()).select_from(table).scalar_subquery()
 
+        r = schema.repositories
         query = select(
-            count(schema.repositories).label("repositories"),
+            select(func.count())
+            .select_from(r)
+            .where(holds_content(r.c.id))
+            .scalar_subquery()
+            .label("repositories"),
             count(schema.manifests).label("manifests"),
             count(schema.tags).label("tags"),
             count(schema.blobs).label("blobs"),
