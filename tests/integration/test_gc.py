@@ -226,8 +226,6 @@ async def test_gc_in_a_loop_while_twenty_clients_pull_loses_nothing_and_leaves_n
     )
 
     # There really was garbage, and images really went cold again.
-    # (A worker's manifest memo keeps serving an expired image for up to 30 s without caching
-    # it again, so each victim repository loses its image about once.)
     assert tally.expired >= len(victims)
     # Collections took blobs out of the store (most are fetched again at once: the clients
     # keep pulling those images).
