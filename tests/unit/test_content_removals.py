@@ -132,6 +132,14 @@ async def test_collection_drops_the_repositories_of_deleted_rules(
     assert report.blobs_deleted == 1  # gone-layer; `shared` is still referenced by up/app
     assert [name for _, name in await space.repositories()] == ["up/app"]
     assert await metadata.tag("gone/app", "v1") is None
+    # A worker's pulls of it, counted just before, are flushed after: they are left out.
+    up_id = await metadata.repository_id("up/app", "up")
+    up_image = [image.digest for image in await space.images("up/app")]
+    await space.record_pulls(
+        {(old_id, "sha256:" + "c" * 64): (1.0, 1), (up_id, up_image[0]): (2.0, 3)}
+    )
+    [pulled] = await space.images("up/app")
+    assert pulled.last_pulled_at == 2.0
     # A rule made again with the prefix starts an empty repository under a new id.
     await rules.create(GONE)
     assert await metadata.repository_id("gone/app", "gone") != old_id

@@ -348,20 +348,28 @@ class SpaceStore:
     # Pull times
 
     async def record_pulls(self, batch: PullBatch) -> None:
-        """Add a batch of pulls: the latest pull time wins, counts add up."""
+        """Add a batch of pulls: the latest pull time wins, counts add up. Pulls of a repository
+        dropped since (its rule was deleted) are left out: there is nothing to record them on."""
         if not batch:
             return
-        mp = schema.manifest_pulls
-        rows = [
-            {
-                "repository_id": repository_id,
-                "digest": digest,
-                "last_pulled_at": pulled_at,
-                "pull_count": count,
-            }
-            for (repository_id, digest), (pulled_at, count) in sorted(batch.items())
-        ]
+        mp, r = schema.manifest_pulls, schema.repositories
         async with self.engine.begin() as conn:
+            pulled = sorted({repository_id for repository_id, _ in batch})
+            existing: set[int] = set(
+                (await conn.execute(select(r.c.id).where(r.c.id.in_(pulled)))).scalars()
+            )
+            rows = [
+                {
+                    "repository_id": repository_id,
+                    "digest": digest,
+                    "last_pulled_at": pulled_at,
+                    "pull_count": count,
+                }
+                for (repository_id, digest), (pulled_at, count) in sorted(batch.items())
+                if repository_id in existing
+            ]
+            if not rows:
+                return
             stmt = self._insert(mp, conn)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[mp.c.repository_id, mp.c.digest],
