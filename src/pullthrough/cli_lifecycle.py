@@ -315,7 +315,7 @@ def _print_run(report: LifecycleReport, seconds: float) -> None:
         out.print(f"Size cap: {render.size(cap.bytes_before)} stored, within {_cap(cap)}.")
     else:
         out.print(
-            f"Size cap: evicted {_images(len(cap.evicted))} least recently pulled, "
+            f"Size cap: evicted {_count(len(cap.evicted), 'image')} (least recently pulled first), "
             f"{render.size(cap.bytes_before)} → {render.size(cap.bytes_after)} ({_cap(cap)})."
         )
         table = render.table("repository", "images", "tags", title="Evicted by the size cap")
@@ -325,16 +325,17 @@ def _print_run(report: LifecycleReport, seconds: float) -> None:
         out.print(table)
     dropped = [name for gc in report.collections for name in gc.repositories_dropped]
     if dropped:
-        out.print(f"Dropped {len(dropped)} repositories of deleted rules: {render.cell(dropped)}.")
+        dropped_count = _count(len(dropped), "repository", "repositories")
+        out.print(f"Dropped {dropped_count} of deleted rules: {render.cell(dropped)}.")
     out.print(
-        f"Garbage collection: {report.blobs_deleted} blobs deleted, "
+        f"Garbage collection: {_count(report.blobs_deleted, 'blob')} deleted, "
         f"{render.size(report.bytes_freed)} freed."
     )
     out.print(f"Done in {seconds:.1f}s.")
 
 
-def _images(count: int) -> str:
-    return f"{count} image" if count == 1 else f"{count} images"
+def _count(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _cap(cap: SizeCapReport) -> str:

@@ -206,7 +206,7 @@ def test_a_deleted_rule_takes_its_statistics_and_the_next_gc_its_repositories(
     # same prefix would serve it); the collection drops it and the blobs only it used.
     assert extra_name in what_is_listed(cache)["catalog"]
     summary = lifecycle_run(cache.server, "--now", two_days_on())
-    assert f"Dropped 1 repositories of deleted rules: {extra_name}" in summary
+    assert f"Dropped 1 repository of deleted rules: {extra_name}." in summary
     assert f"{len(only_dropped)} blobs deleted" in summary
     assert what_is_listed(cache) == {
         "catalog": [kept_name],
