@@ -152,6 +152,7 @@ class RegistryApi:
         answer = await self.cache.manifests.get(route, reference, accepted, may_import)
         request["cache"] = answer.cache
         manifest = answer.manifest
+        await self.cache.blobs.check_image(route, manifest, may_import)
         repository_id = await self.cache.metadata.repository_id(route.repository, route.rule.prefix)
         self.cache.pulls.record(repository_id, manifest.digest)
         if request.method == "GET":
@@ -186,7 +187,7 @@ class RegistryApi:
             "Cache-Control": "max-age=31536000, immutable",
         }
         if request.method == "HEAD":
-            size = await self.cache.blobs.head(route, digest)
+            size = await self.cache.blobs.head(route, digest, may_import)
             return web.Response(headers={**headers, "Content-Length": str(size)})
         source = await self.cache.blobs.open(route, digest, may_import)
         if isinstance(source, FillingBlob):
