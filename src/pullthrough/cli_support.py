@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from pullthrough.client.cli_options import EXIT_USAGE
+
 if TYPE_CHECKING:  # the database layer loads only for the commands that use it
     from pullthrough.config import Settings
     from pullthrough.metadata.store import MetadataStore
@@ -32,12 +34,27 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
+def data_dir_or_exit(settings: Settings) -> Path:
+    """The data directory the commands work on. A missing one is created only when the user named
+    it (`data_dir` in the --config file or PULLTHROUGH_DATA_DIR), so that bootstrapping before the
+    first `serve` works; the embedded default `./data` must already exist, else the command would
+    make an empty one wherever it runs and report that nothing is in it."""
+    data_dir = settings.data_dir.resolve()
+    if not data_dir.is_dir() and "data_dir" not in settings.model_fields_set:
+        raise fail(
+            f"no data directory at {data_dir}: give the server's configuration with --config FILE "
+            "(or PULLTHROUGH_CONFIG), whose data_dir names it",
+            EXIT_USAGE,
+        )
+    return data_dir
+
+
 @asynccontextmanager
 async def open_metadata(settings: Settings) -> AsyncIterator[MetadataStore]:
     from pullthrough.metadata.store import MetadataStore, sqlite_url
     from pullthrough.storage.layout import DataLayout
 
-    layout = DataLayout(settings.data_dir.resolve())
+    layout = DataLayout(data_dir_or_exit(settings))
     layout.create()
     metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
     try:
