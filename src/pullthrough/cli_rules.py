@@ -1,4 +1,5 @@
-"""`pullthrough rules list|get|create|update|delete`: the prefix rules, through the admin API.
+"""`pullthrough rules list|get|create|update|delete|check`: the prefix rules, through the admin
+API.
 
 A running server applies a changed rule within about a second; no restart.
 """
@@ -12,6 +13,7 @@ import typer
 from pullthrough.client import render
 from pullthrough.client.admin import path_segment
 from pullthrough.client.cli_options import (
+    EXIT_REFUSED,
     EXIT_USAGE,
     Output,
     OutputOption,
@@ -256,6 +258,36 @@ def rules_delete(
     with admin_session(ctx, server, token) as client:
         client.delete(f"/rules/{path_segment(prefix)}")
     typer.echo(f"deleted rule {prefix}")
+
+
+@rules_app.command("check")
+def rules_check(
+    ctx: typer.Context,
+    prefix: PrefixArgument,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="An image under the rule (library/nginx:1.27): HEAD its manifest upstream "
+            "instead of only logging in."
+        ),
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Try the rule's upstream with its credential, as ECR's validate-pull-through-cache-rule:
+    exit 0 when it authenticates (or needs no credential), 1 when not."""
+    params = {"image": image} if image is not None else None
+    with admin_session(ctx, server, token) as client:
+        result = client.request("POST", f"/rules/{path_segment(prefix)}/check", params=params)
+    if output is Output.json:
+        render.print_json(result)
+    elif result["ok"]:
+        typer.echo(f"rule {prefix}: ok ({result['result']}): {result['message']}")
+    if not result["ok"]:
+        if output is not Output.json:
+            fail(f"rule {prefix} check failed ({result['result']}): {result['message']}")
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def _saved(rule: dict[str, Any], what: str, output: Output) -> None:

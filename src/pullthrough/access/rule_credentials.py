@@ -2,7 +2,9 @@
 `PULLTHROUGH_SECRET_<NAME>_*` environment variables (the interim source, kept as a fallback).
 
 Each answer is remembered for a couple of seconds, so a `pullthrough secrets put` reaches every
-worker process within that time without a database query per upstream request.
+worker process within that time without a database query per upstream request. A rule whose
+secret is in neither place fails its pulls with a message that names the secret, rather than
+pulling anonymously.
 """
 
 from __future__ import annotations
@@ -105,10 +107,48 @@ class SecretCredential:
         self.name = name
 
     async def current(self) -> Credential | None:
-        return await self._credentials.lookup(self.name)
+        credential = await self._credentials.lookup(self.name)
+        if credential is None:
+            # Pulling anonymously instead would hide the mistake (and, against Docker Hub, spend
+            # the anonymous rate limit): say which secret is missing and how to add it.
+            raise UpstreamUnavailable(
+                f"the rule's upstream credential is missing: {missing_secret_message(self.name)}",
+                detail={"secret": self.name},
+            )
+        return credential
 
     def __repr__(self) -> str:
         return f"SecretCredential({self.name!r})"
+
+
+class SecretMissing(Exception):
+    """A rule names secret `name`, which neither the store nor the environment has."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(missing_secret_message(name))
+        self.name = name
+
+
+def missing_secret_message(name: str) -> str:
+    """What to say about secret `name` being in neither the store nor the environment."""
+    user_var, password_var = EnvCredentialSource.variable_names(name)
+    return (
+        f"secret {name!r} is not in the secret store or the server's environment: store it with "
+        f"`pullthrough secrets put {name}` (takes effect without a restart), or export "
+        f"{user_var} and {password_var} for the server and restart it"
+    )
+
+
+async def find_credential(
+    store: SecretStore, name: str, environment: CredentialSource | None = None
+) -> Credential | None:
+    """The credential secret `name` holds now, read afresh: the store's, else the
+    environment's; None when neither has it. SecretError when it is stored but cannot be
+    opened."""
+    stored = await store.get(name)
+    if stored is not None:
+        return stored
+    return (environment if environment is not None else EnvCredentialSource()).lookup(name)
 
 
 async def warn_about_credentials(rules: Sequence[RuleConfig], store: SecretStore) -> list[str]:
@@ -131,12 +171,9 @@ async def warn_about_credentials(rules: Sequence[RuleConfig], store: SecretStore
             continue
         if environment.lookup(name) is not None:
             continue
-        user_var, password_var = EnvCredentialSource.variable_names(name)
         message = (
-            f"rules[{rule.prefix}].credential: secret {name!r} is not in the secret store or the "
-            f"environment, so pulls through {rule.prefix}/ are anonymous until it is added: run "
-            f"`pullthrough secrets put {name}` (takes effect without a restart), or export "
-            f"{user_var} and {password_var} and restart"
+            f"rules[{rule.prefix}].credential: pulls through {rule.prefix}/ fail until the "
+            f"secret is added: {missing_secret_message(name)}"
         )
         log.warning(message)
         messages.append(message)

@@ -9,7 +9,7 @@ import logging
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
-from pullthrough.access.rule_credentials import StoredCredentials
+from pullthrough.access.rule_credentials import SecretMissing, StoredCredentials, find_credential
 from pullthrough.access.sealing import SecretKeySource
 from pullthrough.access.secrets import SecretStore
 from pullthrough.config import RuleConfig, Settings
@@ -18,6 +18,7 @@ from pullthrough.metadata.upstream_challenges import StoredChallenge, UpstreamCh
 from pullthrough.upstream.challenge import Challenge
 from pullthrough.upstream.client import RegistryClient, RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.credentials import (
+    Credential,
     CredentialProvider,
     CredentialSource,
     FixedCredential,
@@ -53,12 +54,13 @@ class Upstreams:
         self._credentials = credentials
         # With a database, secrets come from the store (the environment as fallback) and are
         # looked up as clients authenticate, so a rotation needs no restart.
-        self._stored = (
-            StoredCredentials(
-                SecretStore(metadata, SecretKeySource(settings.data_dir.resolve())), credentials
-            )
+        self._secrets = (
+            SecretStore(metadata, SecretKeySource(settings.data_dir.resolve()))
             if metadata is not None
             else None
+        )
+        self._stored = (
+            StoredCredentials(self._secrets, credentials) if self._secrets is not None else None
         )
         self._clients: dict[RuleConfig, RegistryClient] = {}
 
@@ -79,6 +81,43 @@ class Upstreams:
             )
             self._clients[rule] = client
         return client
+
+    async def credential_now(self, rule: RuleConfig) -> Credential | None:
+        """The rule's credential read afresh (pulls may use one a few seconds old); None when
+        the rule names none. SecretMissing when it names a secret nobody has, SecretError when
+        the stored one cannot be opened."""
+        name = rule.credential
+        if not name:
+            return None
+        found = (
+            await find_credential(self._secrets, name, self._credentials)
+            if self._secrets is not None
+            else self._credentials.lookup(name)
+        )
+        if found is None:
+            raise SecretMissing(name)
+        return found
+
+    def probe(self, rule: RuleConfig, credential: Credential | None) -> RegistryClient:
+        """A client of the rule's upstream that shares nothing learnt by the others (no cached
+        token, no remembered challenge) and tries once: each request it makes is a real test
+        of `credential`."""
+        return RegistryClient(
+            self._session,
+            rule.upstream,
+            name=rule.prefix,
+            credential=credential,
+            timeouts=self._timeouts,
+            retry=RetryPolicy(attempts=1),
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
+
+    @property
+    def timeouts(self) -> UpstreamTimeouts:
+        return self._timeouts
 
     def all(self) -> list[RegistryClient]:
         return list(self._clients.values())

@@ -119,6 +119,30 @@ class RuleList(Output):
     rules: list[Rule]
 
 
+class RuleCheckResult(Output):
+    prefix: str
+    upstream: str
+    credential: str | None
+    image: str | None = Field(description="The image whose manifest was asked for, if one was.")
+    ok: bool = Field(description="Whether pulls through the rule can authenticate upstream.")
+    result: Literal[
+        "authenticated",
+        "anonymous",
+        "refused",
+        "not_found",
+        "secret_missing",
+        "secret_unusable",
+        "unreachable",
+    ] = Field(
+        description="authenticated and anonymous (no credential needed or named) are ok; "
+        "refused: the upstream refused the credential or wants one the rule lacks; not_found: "
+        "the credential was accepted but the image is not there; secret_missing / "
+        "secret_unusable: the rule's secret is nowhere / cannot be opened; unreachable: no "
+        "usable answer."
+    )
+    message: str
+
+
 # -- secrets ---------------------------------------------------------------------------------
 
 Username = Annotated[str, Field(min_length=1, max_length=1024, pattern=USERNAME_PATTERN)]

@@ -29,6 +29,7 @@ from pullthrough.api.admin.models import (
     Repository,
     RepositoryList,
     Rule,
+    RuleCheckResult,
     RuleInput,
     RuleList,
     RuleUpdate,
@@ -128,7 +129,8 @@ OPERATIONS: tuple[Operation, ...] = (
         {201: Rule},
         body=RuleInput,
         errors=(409,),
-        description="409 when the prefix exists or the rule would be a second default.",
+        description="409 when the prefix exists or the rule would be a second default; 400 "
+        "when its credential names a secret neither the store nor the server's environment has.",
     ),
     Operation(
         "GET",
@@ -150,7 +152,32 @@ OPERATIONS: tuple[Operation, ...] = (
         body=RuleUpdate,
         parameters=(_RULE_PREFIX,),
         errors=(409,),
-        description="200 when replaced, 201 when created; every worker uses it within a second.",
+        description="200 when replaced, 201 when created; every worker uses it within a second. "
+        "400 when its credential names a secret neither the store nor the environment has.",
+    ),
+    Operation(
+        "POST",
+        "/rules/{prefix}/check",
+        rules.check_rule_upstream,
+        "Check that the rule authenticates upstream",
+        "rules",
+        {200: RuleCheckResult},
+        parameters=(
+            _RULE_PREFIX,
+            Parameter(
+                "image",
+                "query",
+                {"type": "string", "minLength": 1, "maxLength": rules.IMAGE_MAX_LENGTH},
+                "An image under the rule (`library/nginx:1.27`): HEAD its manifest upstream "
+                "instead of only logging in.",
+                required=False,
+            ),
+        ),
+        errors=(404,),
+        description="As ECR's ValidatePullThroughCacheRule: real requests to the upstream with "
+        "the rule's credential read afresh (`GET /v2/` and Basic or a token without a scope, or "
+        "a HEAD of the image's manifest). The answer is 200 whatever the upstream said: `ok` and "
+        "`result` say whether it authenticated.",
     ),
     Operation(
         "DELETE",
