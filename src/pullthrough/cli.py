@@ -54,10 +54,12 @@ def serve(
         overrides = {k: v for k, v in (("listen", listen), ("workers", workers)) if v is not None}
         if overrides:
             settings = type(settings).model_validate({**settings.model_dump(), **overrides})
-        run_server(settings)
+        code = run_server(settings)
     except ConfigError as exc:
         typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """Running `pullthrough serve`: recover the data directory, then serve on N worker processes.
 
-Workers share one port with SO_REUSEPORT, each with its own event loop. Recovery runs once, in
-the parent, before any worker starts: leftover spool files go, and blob rows whose file is gone
-are dropped, so nothing half-written is ever visible.
+Workers share one port with SO_REUSEPORT, each with its own event loop (worker.py). Recovery
+runs once, in the parent, before any worker starts: leftover spool files go, and blob rows whose
+file is gone are dropped, so nothing half-written is ever visible. `serving on` is logged once
+every worker accepts connections.
 """
 
 from __future__ import annotations
@@ -14,29 +15,38 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
-import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
-
-from aiohttp import web
 
 from pullthrough.access.rule_credentials import warn_about_credentials
 from pullthrough.access.secrets import open_secret_store
 from pullthrough.access.tokens import load_or_create_key
-from pullthrough.api.app import build_app
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.logs import configure_logging
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout, blob_key
+from pullthrough.worker import (
+    CLOSE_SECONDS,
+    DRAIN_SECONDS,
+    LISTENING,
+    SERVING,
+    SoleWorker,
+    announce_serving,
+    run_supervised_worker,
+    run_worker,
+)
 
 log = logging.getLogger(__name__)
 
-# Headers may be longer than aiohttp's default line limit; the middleware enforces our own
-# limit with an OCI error instead of aiohttp's plain-text 400.
-_PARSER_LIMIT = 65536
+# How often the supervisor looks at its workers when none has news.
+_WATCH_SECONDS = 0.5
+# A stopping worker drains, closes, and lets a verified fill commit (cache/blobs.py); one that
+# takes longer than this is killed.
+_STOP_SECONDS = DRAIN_SECONDS + CLOSE_SECONDS + 25.0
 
 
 async def prepare_rules(settings: Settings) -> tuple[RuleConfig, ...]:
@@ -118,45 +128,8 @@ async def recover(settings: Settings) -> tuple[int, int]:
     return removed, len(missing)
 
 
-def _bind(settings: Settings) -> socket.socket:
-    host, port = settings.listen_host, settings.listen_port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
-def run_worker(settings: Settings) -> None:
-    configure_logging(settings.log_level)
-    asyncio.run(_serve_until_stopped(settings))
-
-
-async def _serve_until_stopped(settings: Settings) -> None:
-    runner = web.AppRunner(
-        build_app(settings),
-        access_log=None,
-        max_field_size=_PARSER_LIMIT,
-        max_line_size=_PARSER_LIMIT,
-        shutdown_timeout=10,
-    )
-    await runner.setup()
-    try:
-        await web.SockSite(runner, _bind(settings)).start()
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # A worker may get SIGTERM twice (from the supervisor, and from whoever signalled the
-        # process group): the second must not cut short the first's graceful shutdown, in
-        # which fills commit and pull times are written.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
-    finally:
-        await runner.cleanup()
-
-
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    """Serve until SIGTERM; the exit status: 0 after a stop, 1 if the server could not start."""
     configure_logging(settings.log_level)
     rules = asyncio.run(prepare_rules(settings))
     check_credentials(settings, rules)
@@ -164,49 +137,130 @@ def serve(settings: Settings) -> None:
     if settings.auth.enabled:
         # Made here, once, so worker processes never race to create it.
         load_or_create_key(settings.data_dir.resolve())
-    log.info(
-        "serving on %s with %d worker(s), data in %s",
-        settings.listen,
-        settings.workers,
-        settings.data_dir.resolve(),
-        extra={"rules": [r.prefix for r in rules]},
-    )
     if settings.workers == 1:
-        run_worker(settings)
-        return
-    _supervise(settings)
+        run_worker(settings, SoleWorker(settings, rules))
+        return 0
+    return _Supervisor(settings, rules).run()
 
 
-def _supervise(settings: Settings) -> None:
-    context = multiprocessing.get_context("spawn")
-    stopping = False
+@dataclass
+class _Worker:
+    process: BaseProcess
+    pipe: Connection | None  # None once the worker is gone
+    listening: bool = False
 
-    def start() -> BaseProcess:
-        process = context.Process(target=run_worker, args=(settings,), daemon=False)
-        process.start()
-        return process
 
-    workers = [start() for _ in range(settings.workers)]
+class _Supervisor:
+    """Starts the workers, says `serving on` once every one listens, restarts a worker that
+    dies, and at SIGTERM passes it on and waits for their drains."""
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in workers:
-            if process.pid is not None and process.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM if signum != signal.SIGINT else signum)
+    def __init__(self, settings: Settings, rules: tuple[RuleConfig, ...]) -> None:
+        self._settings = settings
+        self._rules = rules
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._serving = False
+        self._stop_signal: int | None = None
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not stopping:
-        for i, process in enumerate(workers):
-            if not process.is_alive() and not stopping:
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self._workers = [self._start() for _ in range(self._settings.workers)]
+        failed = False
+        while self._stop_signal is None and not failed:
+            failed = not self._watch()
+        # Again, after _stop did: a worker started while the signal arrived has not had it.
+        # A worker takes a second SIGTERM as the first.
+        for worker in self._workers:
+            self._signal(
+                worker, signal.SIGINT if self._stop_signal == signal.SIGINT else signal.SIGTERM
+            )
+        for worker in self._workers:
+            worker.process.join(timeout=_STOP_SECONDS)
+            if worker.process.is_alive():
                 log.error(
-                    "worker %d exited with %s; starting another", process.pid, process.exitcode
+                    "worker %d did not stop within %.0fs; killed", worker.process.pid, _STOP_SECONDS
                 )
-                workers[i] = start()
-        time.sleep(0.5)
-    for process in workers:
-        process.join(timeout=15)
-        if process.is_alive():
-            process.kill()
+                worker.process.kill()
+                worker.process.join()
+        return 1 if failed else 0
+
+    def _start(self) -> _Worker:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=run_supervised_worker, args=(self._settings, theirs), daemon=False
+        )
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    def _watch(self) -> bool:
+        """Wait a moment for news from the workers and act on it; False if the server cannot
+        start (a worker died before the whole server served)."""
+        pipes = [worker.pipe for worker in self._workers if worker.pipe is not None]
+        sentinels = [worker.process.sentinel for worker in self._workers]
+        ready = wait([*pipes, *sentinels], timeout=_WATCH_SECONDS)
+        for worker in self._workers:
+            if worker.pipe is not None and worker.pipe in ready:
+                self._hear(worker)
+        if self._stop_signal is not None:
+            return True
+        for i, worker in enumerate(self._workers):
+            if worker.process.is_alive():
+                continue
+            if not self._serving:
+                log.error(
+                    "worker %d exited with %s before the server was serving; stopping",
+                    worker.process.pid,
+                    worker.process.exitcode,
+                )
+                return False
+            log.error(
+                "worker %d exited with %s; starting another",
+                worker.process.pid,
+                worker.process.exitcode,
+            )
+            self._workers[i] = self._start()
+        return True
+
+    def _hear(self, worker: _Worker) -> None:
+        assert worker.pipe is not None
+        try:
+            message = worker.pipe.recv()
+        except (EOFError, OSError):  # it is exiting: its sentinel tells the rest
+            worker.pipe.close()
+            worker.pipe = None
+            return
+        if message != LISTENING:
+            return
+        worker.listening = True
+        if self._serving:  # a replacement for a worker that died
+            self._tell_serving(worker)
+        elif all(w.listening for w in self._workers):
+            announce_serving(self._settings, self._rules)
+            self._serving = True
+            for each in self._workers:
+                self._tell_serving(each)
+
+    @staticmethod
+    def _tell_serving(worker: _Worker) -> None:
+        if worker.pipe is not None:
+            with contextlib.suppress(OSError):
+                worker.pipe.send(SERVING)
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stop_signal is None:
+            log.info(
+                "stopping: workers finish requests and downloads in progress (at most %.0fs)",
+                DRAIN_SECONDS,
+            )
+        self._stop_signal = signum
+        for worker in self._workers:
+            self._signal(worker, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    @staticmethod
+    def _signal(worker: _Worker, signum: int) -> None:
+        pid = worker.process.pid
+        if pid is not None and worker.process.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)

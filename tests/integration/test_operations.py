@@ -82,7 +82,7 @@ def test_health_readiness_and_request_ids_in_json_logs(
     assert cache.get("/healthz").status_code == 200
     ready = cache.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"metadata": "ok", "storage": "ok"}
+    assert ready.json()["checks"] == {"worker": "serving", "metadata": "ok", "storage": "ok"}
 
     answer = cache.get("/v2/up/team/oci-app/manifests/missing-tag")
     generated = answer.headers["X-Request-Id"]

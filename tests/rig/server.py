@@ -79,6 +79,13 @@ class PullthroughServer(Started):
         """Start (or restart, on the same port and data) and wait for `/healthz` to say 200."""
         if self.running:
             return
+        self.launch()
+        self._wait_healthy()
+
+    def launch(self) -> None:
+        """Start the process and return at once, without waiting for it to answer."""
+        if self.running:
+            return
         binary = pullthrough_binary()
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: run `uv sync` (or `make test`)")
@@ -92,11 +99,10 @@ class PullthroughServer(Started):
                 # Its own process group: worker processes go down with it in kill().
                 start_new_session=True,
             )
-        self._wait_healthy()
 
-    def stop(self) -> None:
-        """SIGTERM and wait for a clean exit (SIGKILL if it does not come)."""
-        self._end(signal.SIGTERM)
+    def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
+        """SIGTERM and wait `timeout` for a clean exit (SIGKILL if it does not come)."""
+        self._end(signal.SIGTERM, timeout)
 
     def kill(self) -> None:
         """SIGKILL the server and its workers at once: a crash, not a shutdown."""
@@ -108,7 +114,7 @@ class PullthroughServer(Started):
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_text()[-chars:]
 
-    def _end(self, sig: signal.Signals) -> None:
+    def _end(self, sig: signal.Signals, timeout: float = _STOP_TIMEOUT) -> None:
         process, self._process = self._process, None
         if process is None:
             return
@@ -117,7 +123,7 @@ class PullthroughServer(Started):
             # and nothing else.
             _signal_group(process.pid, sig)
             try:
-                process.wait(_STOP_TIMEOUT)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait(_STOP_TIMEOUT)

@@ -16,6 +16,7 @@ from pullthrough.api.admin import add_admin_routes
 from pullthrough.api.health import healthz, readiness
 from pullthrough.api.middleware import make_middleware
 from pullthrough.api.registry import RegistryApi
+from pullthrough.api.serving import ServingPhase, ServingState
 from pullthrough.cache.service import PullThroughCache, open_cache
 from pullthrough.config import Settings
 from pullthrough.errors import EndpointUnknown
@@ -27,6 +28,7 @@ from pullthrough.upstream.credentials import CredentialSource
 CACHE_KEY = web.AppKey("cache", PullThroughCache)
 REGISTRY_KEY = web.AppKey("registry", RegistryApi)
 ACCESS_KEY = web.AppKey("access", AccessControl)
+SERVING_KEY = web.AppKey("serving", ServingState)
 
 
 def access_control(settings: Settings, cache: PullThroughCache) -> AccessControl:
@@ -56,15 +58,25 @@ async def _registry(request: web.Request) -> web.StreamResponse:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    return await readiness(request.app[CACHE_KEY])
+    return await readiness(request.app[CACHE_KEY], request.app[SERVING_KEY])
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
     raise EndpointUnknown(f"no endpoint at {request.raw_path[:200]!r}")
 
 
-def build_app(settings: Settings, credentials: CredentialSource | None = None) -> web.Application:
-    app = web.Application(middlewares=[make_middleware(settings.max_header_bytes)])
+def build_app(
+    settings: Settings,
+    credentials: CredentialSource | None = None,
+    serving: ServingState | None = None,
+) -> web.Application:
+    """The application; `serving` is the worker's phase, which the process running the app
+    moves on (without one, the app serves as soon as it starts: tests, tools)."""
+    serving = serving or ServingState(ServingPhase.SERVING)
+    app = web.Application(
+        middlewares=[serving.middleware(), make_middleware(settings.max_header_bytes)]
+    )
+    app[SERVING_KEY] = serving
 
     async def cache_context(app: web.Application) -> AsyncIterator[None]:
         async with open_cache(settings, credentials) as cache:

@@ -216,6 +216,11 @@ class BlobCache:
     def fills_in_progress(self) -> int:
         return len(self._fills)
 
+    @property
+    def fills(self) -> tuple[BlobFill, ...]:
+        """The fills this worker leads now: what a drain at shutdown waits for."""
+        return tuple(self._fills.values())
+
     async def close(self) -> None:
         """Stop downloads in progress; let verified ones finish committing (briefly), since
         their clients already have every byte and expect the next pull to be warm."""
