@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -133,3 +134,44 @@ def test_a_rule_naming_a_missing_secret_is_refused_by_the_api_and_the_cli(
         cache, "create", "other", "--upstream", cache.proxy.url, "--credential", SECRET
     )
     assert made.returncode == 0, made.stderr
+
+
+def test_apply_stores_secrets_before_the_rules_naming_them_and_stops_at_a_missing_one(
+    pullthrough_server: StartPullthrough, tmp_path: Path
+) -> None:
+    server = pullthrough_server([])
+    env = {"HUB_USERNAME": "hub-user", "HUB_TOKEN": "hub-Token-8812"}
+    both = tmp_path / "both.yaml"
+    both.write_text(
+        "secrets:\n"
+        "  team/hub:\n"
+        "    username: ${env:HUB_USERNAME}\n"
+        "    accessToken: ${env:HUB_TOKEN}\n"
+        "rules:\n"
+        "  - prefix: hub\n"
+        "    upstream: https://registry-1.docker.io\n"
+        "    credential: team/hub\n"
+    )
+    applied = pullthrough_cli(server, "apply", "-f", str(both), env=env)
+    assert applied.returncode == 0, (applied.stdout, applied.stderr)
+    assert applied.stdout.index('created secret "team/hub"') < applied.stdout.index(
+        'created rule "hub"'
+    )
+
+    # A rule naming a secret that neither the file nor the server has stops the apply there.
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(
+        "rules:\n"
+        "  - prefix: hub\n"
+        "    upstream: https://registry-1.docker.io\n"
+        "    credential: team/hub\n"
+        "  - prefix: quay\n"
+        "    upstream: https://quay.io\n"
+        "    credential: team/quay\n"
+    )
+    line = refusal(pullthrough_cli(server, "apply", "-f", str(missing), "--auto-approve"))
+    assert 'create rule "quay" failed' in line
+    assert "secret 'team/quay'" in line
+    assert "pullthrough secrets put team/quay" in line
+    rules = httpx.get(f"{server.url}/api/v1/rules", timeout=30).json()["rules"]
+    assert [rule["prefix"] for rule in rules] == ["hub"]
