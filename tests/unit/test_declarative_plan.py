@@ -288,7 +288,7 @@ def test_warnings_for_what_the_plan_allows_but_was_probably_not_meant(tmp_path: 
     plan = compute_plan(load_declaration(path, {}), matching_state(), SAME_SECRET)
     assert plan.warnings == (
         f'rule "docker-hub" names secret "{SECRET}", which this plan deletes: its pulls from '
-        "upstream will go without credentials",
+        "upstream will fail until the secret is stored again",
         'no statement of the registry policy allows "registry:Admin" on Resource "*": with '
         "auth on, nobody could use the admin API (or plan and apply) after this apply",
     )
@@ -299,8 +299,8 @@ def test_warnings_for_what_the_plan_allows_but_was_probably_not_meant(tmp_path: 
     plan = compute_plan(load_declaration(path, {}), state, SAME_SECRET)
     assert plan.warnings == (
         'rule "a" names secret "nope", which the server does not store: add it under secrets: '
-        "or with `pullthrough secrets put` (unless the server's environment sets "
-        "PULLTHROUGH_SECRET_NOPE_USERNAME and its _PASSWORD twin)",
+        "or with `pullthrough secrets put`, or the server refuses the rule (unless its "
+        "environment sets PULLTHROUGH_SECRET_NOPE_USERNAME and its _PASSWORD twin)",
     )
 
 

@@ -151,7 +151,7 @@ def _warnings(
         if rule.credential in deleted_secrets:
             yield (
                 f'rule "{prefix}" names secret "{rule.credential}", which this plan deletes: '
-                "its pulls from upstream will go without credentials"
+                "its pulls from upstream will fail until the secret is stored again"
             )
         elif (
             "secrets" not in declaration.sections
@@ -161,8 +161,9 @@ def _warnings(
             username_variable, _ = EnvCredentialSource.variable_names(rule.credential)
             yield (
                 f'rule "{prefix}" names secret "{rule.credential}", which the server does not '
-                "store: add it under secrets: or with `pullthrough secrets put` (unless the "
-                f"server's environment sets {username_variable} and its _PASSWORD twin)"
+                "store: add it under secrets: or with `pullthrough secrets put`, or the server "
+                f"refuses the rule (unless its environment sets {username_variable} and its "
+                "_PASSWORD twin)"
             )
     policy = declaration.registry_policy
     owned = "registry_policy" in declaration.sections
