@@ -206,3 +206,20 @@ async def test_the_credential_reaches_a_plain_http_token_service_only_on_the_ups
 
     assert len(seen) == 1
     assert (seen[0] is not None and seen[0].startswith("Basic ")) is sent
+
+
+async def test_a_missing_secret_fails_the_pull_naming_it_instead_of_going_anonymous(
+    session: aiohttp.ClientSession, registry: FakeRegistry, store: SecretStore
+) -> None:
+    credentials = StoredCredentials(store, EnvCredentialSource({}), ttl=0)
+    client = client_for(session, registry.url, credentials)
+
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await client.get_manifest("team/private", "v1", UPSTREAM_ACCEPT)
+
+    message = caught.value.message
+    assert f"secret {SECRET!r}" in message
+    assert f"`pullthrough secrets put {SECRET}`" in message
+    assert "PULLTHROUGH_SECRET_PULLTHROUGH_FAKE_USERNAME" in message
+    assert "the rule has no credential" not in message
+    assert registry.requests == []  # nothing was sent upstream without the credential
