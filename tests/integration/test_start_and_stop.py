@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -111,6 +112,35 @@ def test_the_first_connection_after_serving_on_is_served_on_a_busy_machine(
     assert len(listening) == workers  # every worker accepted connections already
     [serving_on] = [line for line in log_lines(server) if "serving on" in line["message"]]
     assert f"with {workers} worker(s)" in serving_on["message"]
+
+
+def test_a_worker_that_cannot_listen_stops_the_server_with_exit_1(
+    rig_tools: None, tmp_path: Path
+) -> None:
+    # Fails on the old behaviour: `serving on` came first, then the supervisor restarted the
+    # worker that could not bind, again and again, and never exited.
+    taken = socket.socket()  # without SO_REUSEPORT: no worker can share the port
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = PullthroughServer(
+            tmp_path / "server", [], {"workers": 2}, port=taken.getsockname()[1]
+        )
+        server.launch()
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while server.exit_code is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            code = server.exit_code
+        finally:
+            server.stop()
+    finally:
+        taken.close()
+
+    assert code == 1, server.log_tail()
+    log = server.log_text()
+    assert "serving on" not in log
+    assert "before the server was serving; stopping" in log
 
 
 def download(url: str, into: dict[str, Any], first_bytes: threading.Event, whole: bool) -> None:

@@ -72,6 +72,11 @@ class PullthroughServer(Started):
         return self._process is not None and self._process.poll() is None
 
     @property
+    def exit_code(self) -> int | None:
+        """The exit status once the process has ended by itself (None while it runs)."""
+        return self._process.poll() if self._process is not None else None
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
