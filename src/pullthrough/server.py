@@ -172,9 +172,7 @@ class _Supervisor:
         # Again, after _stop did: a worker started while the signal arrived has not had it.
         # A worker takes a second SIGTERM as the first.
         for worker in self._workers:
-            self._signal(
-                worker, signal.SIGINT if self._stop_signal == signal.SIGINT else signal.SIGTERM
-            )
+            self._signal(worker, self._passed_on())
         for worker in self._workers:
             worker.process.join(timeout=_STOP_SECONDS)
             if worker.process.is_alive():
@@ -256,7 +254,11 @@ class _Supervisor:
             )
         self._stop_signal = signum
         for worker in self._workers:
-            self._signal(worker, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+            self._signal(worker, self._passed_on())
+
+    def _passed_on(self) -> int:
+        """The signal the workers get: SIGINT for SIGINT, else (a failed start too) SIGTERM."""
+        return signal.SIGINT if self._stop_signal == signal.SIGINT else signal.SIGTERM
 
     @staticmethod
     def _signal(worker: _Worker, signum: int) -> None:

@@ -218,7 +218,8 @@ async def _serve_until_stopped(settings: Settings, link: StartLink) -> None:
     try:
         site = web.SockSite(runner, _bind(settings))
         await site.start()
-        link.listening(serving)
+        if not stopping.is_set():  # a SIGTERM during the start: stop without announcing
+            link.listening(serving)
         await stopping.wait()
         started = loop.time()
         serving.stopping()
