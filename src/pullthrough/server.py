@@ -25,10 +25,10 @@ from pullthrough.access.secrets import open_secret_store
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.logs import configure_logging
+from pullthrough.metadata.opening import metadata_for
 from pullthrough.metadata.rules import RuleStore
-from pullthrough.metadata.store import MetadataStore, sqlite_url
-from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout, blob_key
+from pullthrough.storage.opening import open_blob_storage
 from pullthrough.worker import (
     CLOSE_SECONDS,
     DRAIN_SECONDS,
@@ -53,15 +53,10 @@ async def prepare_rules(settings: Settings) -> tuple[RuleConfig, ...]:
     """Seed a new data directory with the configured rules; return the rules in force. A
     configuration file whose rules differ from the stored ones is pointed out: after the first
     start, rules change through the admin API (`pullthrough rules`, `pullthrough apply`)."""
-    layout = DataLayout(settings.data_dir.resolve())
-    layout.create()
-    metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
-    try:
+    async with metadata_for(settings) as metadata:
         store = RuleStore(metadata.engine)
         seeded = await store.seed(settings.rules)
         rules = tuple(stored.rule for stored in await store.all())
-    finally:
-        await metadata.close()
     configured = "rules" in settings.model_fields_set
     if (
         not seeded
@@ -73,7 +68,7 @@ async def prepare_rules(settings: Settings) -> tuple[RuleConfig, ...]:
             "the file's rules only seed a new data directory; change rules with `pullthrough "
             "rules` or `pullthrough apply -f FILE`",
             len(rules),
-            layout.metadata_file,
+            DataLayout(settings.data_dir.resolve()).metadata_file,
         )
     return rules
 
@@ -89,8 +84,7 @@ def check_credentials(settings: Settings, rules: tuple[RuleConfig, ...]) -> None
         return
 
     async def check() -> None:
-        layout = DataLayout(settings.data_dir.resolve())
-        async with open_secret_store(layout.root, sqlite_url(layout.metadata_file)) as store:
+        async with open_secret_store(settings) as store:
             await warn_about_credentials(rules, store)
 
     asyncio.run(check())
@@ -107,17 +101,14 @@ async def recover(settings: Settings) -> tuple[int, int]:
         else:
             leftover.unlink(missing_ok=True)
         removed += 1
-    metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
-    try:
-        driver = FilesystemDriver(layout.blob_root)
+    driver = open_blob_storage(settings)
+    async with metadata_for(settings) as metadata:
         missing = []
         for digest, size in await metadata.stored_blobs():
             algorithm, _, hex_digest = digest.partition(":")
             if await driver.size(blob_key(algorithm, hex_digest)) != size:
                 missing.append(digest)
         await metadata.forget_blobs(missing)
-    finally:
-        await metadata.close()
     if removed or missing:
         log.warning(
             "recovered data directory: removed %d leftover spool files, forgot %d blobs whose "

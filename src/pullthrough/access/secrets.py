@@ -12,7 +12,6 @@ import asyncio
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from pullthrough.access.sealing import SealBroken, SecretKey, SecretKeyError, SecretKeySource
 from pullthrough.access.secret_values import (
@@ -23,6 +22,8 @@ from pullthrough.access.secret_values import (
     credential_to_json,
     validate_secret_name,
 )
+from pullthrough.config import Settings
+from pullthrough.metadata.opening import metadata_for
 from pullthrough.metadata.store import MetadataStore, SecretListing
 from pullthrough.upstream.credentials import Credential
 
@@ -35,6 +36,7 @@ __all__ = [
     "credential_from_json",
     "credential_to_json",
     "open_secret_store",
+    "secret_store",
     "validate_secret_name",
 ]
 
@@ -118,11 +120,13 @@ class SecretStore:
             raise SecretError(str(exc)) from None
 
 
+def secret_store(metadata: MetadataStore, settings: Settings) -> SecretStore:
+    """The secret store these settings name, over `metadata`: the one place that builds it."""
+    return SecretStore(metadata, SecretKeySource(settings.data_dir.resolve()))
+
+
 @asynccontextmanager
-async def open_secret_store(data_dir: Path, database_url: str) -> AsyncIterator[SecretStore]:
-    """A secret store over the database at `database_url`, the key found for `data_dir`."""
-    metadata = await MetadataStore.open(database_url)
-    try:
-        yield SecretStore(metadata, SecretKeySource(data_dir))
-    finally:
-        await metadata.close()
+async def open_secret_store(settings: Settings) -> AsyncIterator[SecretStore]:
+    """The secret store these settings name, its metadata database open for a `with` block."""
+    async with metadata_for(settings) as metadata:
+        yield secret_store(metadata, settings)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from pullthrough import USER_AGENT
+from pullthrough.access.secrets import SecretStore, secret_store
 from pullthrough.cache.blobs import BlobCache
 from pullthrough.cache.health import HealthRecorder
 from pullthrough.cache.listings import Listings
@@ -18,14 +19,15 @@ from pullthrough.cache.rulebook import RuleBook
 from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.config import Settings
+from pullthrough.metadata.opening import open_metadata
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.stats import CacheStatsStore
-from pullthrough.metadata.store import MetadataStore, sqlite_url
+from pullthrough.metadata.store import MetadataStore
 from pullthrough.metadata.upstream_health import UpstreamHealthStore
 from pullthrough.storage.driver import BlobDriver
-from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout
+from pullthrough.storage.opening import open_blob_storage
 from pullthrough.upstream.credentials import CredentialSource, EnvCredentialSource
 
 
@@ -36,6 +38,7 @@ class PullThroughCache:
     metadata: MetadataStore
     driver: BlobDriver
     upstreams: Upstreams
+    secrets: SecretStore
     manifests: ManifestCache
     blobs: BlobCache
     listings: Listings
@@ -48,9 +51,9 @@ async def open_cache(
     settings: Settings, credentials: CredentialSource | None = None
 ) -> AsyncIterator[PullThroughCache]:
     layout = DataLayout(settings.data_dir.resolve())
-    layout.create()
-    metadata = await MetadataStore.open(sqlite_url(layout.metadata_file))
-    driver = FilesystemDriver(layout.blob_root)
+    metadata = await open_metadata(settings)
+    driver = open_blob_storage(settings)
+    secrets = secret_store(metadata, settings)
     connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300)
     session = aiohttp.ClientSession(
         connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
@@ -65,7 +68,7 @@ async def open_cache(
         # Once per data directory; later the stored rules rule (metadata/rules.py).
         await rules.seed(settings.rules)
         upstreams = Upstreams(
-            session, settings, credentials or EnvCredentialSource(), metadata, health
+            session, settings, credentials or EnvCredentialSource(), metadata, health, secrets
         )
         manifests = ManifestCache(metadata, upstreams, layout.temp_dir)
         blobs = BlobCache(metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline)
@@ -77,6 +80,7 @@ async def open_cache(
             metadata=metadata,
             driver=driver,
             upstreams=upstreams,
+            secrets=secrets,
             manifests=manifests,
             blobs=blobs,
             listings=Listings(metadata, upstreams, manifests),

@@ -10,7 +10,6 @@ import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
 from pullthrough.access.rule_credentials import SecretMissing, StoredCredentials, find_credential
-from pullthrough.access.sealing import SecretKeySource
 from pullthrough.access.secrets import SecretStore
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.store import MetadataStore
@@ -42,6 +41,7 @@ class Upstreams:
         credentials: CredentialSource,
         metadata: MetadataStore | None = None,
         health: HealthSink | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self._session = session
         self._tokens = TokenCache()
@@ -52,13 +52,9 @@ class Upstreams:
         self._shared = SharedUpstreamState(metadata) if metadata is not None else None
         self._health = health
         self._credentials = credentials
-        # With a database, secrets come from the store (the environment as fallback) and are
+        # With a secret store, secrets come from it (the environment as fallback) and are
         # looked up as clients authenticate, so a rotation needs no restart.
-        self._secrets = (
-            SecretStore(metadata, SecretKeySource(settings.data_dir.resolve()))
-            if metadata is not None
-            else None
-        )
+        self._secrets = secrets
         self._stored = (
             StoredCredentials(self._secrets, credentials) if self._secrets is not None else None
         )

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pullthrough.access.sealing import SecretKeySource
 from pullthrough.access.secrets import SecretStore
 from pullthrough.api.access import AccessControl
 from pullthrough.cache.rulebook import RuleBook
@@ -51,7 +50,7 @@ class AdminServices:
         return cls(
             cache=cache,
             access=access,
-            secrets=SecretStore(cache.metadata, SecretKeySource(cache.settings.data_dir.resolve())),
+            secrets=cache.secrets,
             policy=AccessStore(engine),
             templates=TemplateStore(engine),
             scanning=ScanningStore(engine),
