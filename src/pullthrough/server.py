@@ -24,11 +24,11 @@ from pullthrough.access.rule_credentials import warn_about_credentials
 from pullthrough.access.secrets import open_secret_store
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.config import RuleConfig, Settings
-from pullthrough.logs import configure_logging
 from pullthrough.metadata.opening import metadata_for
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.storage.layout import DataLayout, blob_key
 from pullthrough.storage.opening import open_blob_storage
+from pullthrough.telemetry.logs import configure_logging
 from pullthrough.worker import (
     CLOSE_SECONDS,
     DRAIN_SECONDS,

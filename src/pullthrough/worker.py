@@ -24,7 +24,7 @@ from pullthrough.cache.blobs import BlobCache
 from pullthrough.cache.fill import BlobFill
 from pullthrough.cache.growing import FillState
 from pullthrough.config import RuleConfig, Settings
-from pullthrough.logs import configure_logging
+from pullthrough.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 

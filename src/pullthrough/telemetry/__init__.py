@@ -1,0 +1,1 @@
+"""Telemetry: what the server tells about itself (log lines)."""
