@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pullthrough.client.render import size
+from pullthrough.cli.render import size
 from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.admin_cli import admin_ok
 from tests.integration.cache_setup import PREFIX, start_cache

@@ -12,7 +12,12 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from pullthrough import cli, cli_access, cli_lifecycle, cli_repos, cli_rules, cli_secrets
+from pullthrough.cli import access as cli_access
+from pullthrough.cli import lifecycle as cli_lifecycle
+from pullthrough.cli import repos as cli_repos
+from pullthrough.cli import rules as cli_rules
+from pullthrough.cli import secrets as cli_secrets
+from pullthrough.cli import status as cli_status
 from tests.unit.fake_admin import NOW, FakeAdminServer
 
 SERVER = "http://cache.test:5000"
@@ -23,7 +28,7 @@ def app() -> typer.Typer:
     app = typer.Typer()
     for module in (cli_rules, cli_repos, cli_secrets, cli_access, cli_lifecycle):
         module.register(app)
-    app.command("status")(cli.status)
+    cli_status.register(app)
     return app
 
 

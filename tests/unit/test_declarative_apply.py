@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pullthrough import cli_declarative
+from pullthrough.cli import declarative as cli_declarative
 from pullthrough.client.admin import AdminClient, ClientSettings
 from pullthrough.declarative.apply import ApplyFailed, apply_plan, apply_steps
 from pullthrough.declarative.document import load_declaration

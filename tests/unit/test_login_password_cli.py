@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from pullthrough import cli_access
+from pullthrough.cli import access as cli_access
 from pullthrough.client.admin import AdminClient, ClientSettings
 from tests.unit.fake_admin import MockAdminClient
 

@@ -14,8 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from pullthrough import cli_mirror
 from pullthrough.cache.routing import Router
+from pullthrough.cli import mirror as cli_mirror
 from pullthrough.client.admin import AdminClient, ClientSettings
 from pullthrough.client.mirror_config import (
     CONTAINERD_CERTS_DIR,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pullthrough.client.naming import CacheNaming
+from pullthrough.client.rewrite import Change, YamlInvalid, rewrite_text
 from pullthrough.config import RuleConfig, Settings
-from pullthrough.rewrite import Change, YamlInvalid, rewrite_text
 
 DATA = Path(__file__).parent.parent / "data" / "rewrite"
 SAMPLES = ("kubernetes.yaml", "values.yaml", "compose.yaml")

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from pullthrough import cli_rewrite
+from pullthrough.cli import rewrite as cli_rewrite
 from pullthrough.client.admin import AdminClient, AdminError, ClientSettings
 from pullthrough.config import Settings
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from pullthrough.cli.status import headroom_warnings, is_low, print_status, quota
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.store import MetadataStore, sqlite_url
-from pullthrough.status import headroom_warnings, is_low, print_status, quota
 from pullthrough.storage.layout import DataLayout
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -40,23 +40,23 @@ async def metadata(settings: Settings) -> AsyncIterator[MetadataStore]:
 
 
 async def test_a_block_keeps_the_later_time(metadata: MetadataStore) -> None:
-    assert await metadata.upstream_blocked_until("hub") is None
-    await metadata.block_upstream("hub", 2000.0)
-    await metadata.block_upstream("hub", 1500.0)  # another worker's shorter 429
-    assert await metadata.upstream_blocked_until("hub") == 2000.0
-    await metadata.block_upstream("hub", 2500.0)
-    assert await metadata.upstream_blocked_until("hub") == 2500.0
+    assert await metadata.upstreams.blocked_until("hub") is None
+    await metadata.upstreams.block("hub", 2000.0)
+    await metadata.upstreams.block("hub", 1500.0)  # another worker's shorter 429
+    assert await metadata.upstreams.blocked_until("hub") == 2000.0
+    await metadata.upstreams.block("hub", 2500.0)
+    assert await metadata.upstreams.blocked_until("hub") == 2500.0
 
 
 async def test_rate_limit_and_block_share_one_row_per_rule(metadata: MetadataStore) -> None:
-    await metadata.block_upstream("hub", 2000.0)
-    await metadata.save_rate_limit(
+    await metadata.upstreams.block("hub", 2000.0)
+    await metadata.upstreams.save_rate_limit(
         "hub", limit=100, remaining=76, window=21600, source="203.0.113.9", seen_at=1000.0
     )
-    await metadata.save_rate_limit(
+    await metadata.upstreams.save_rate_limit(
         "hub", limit=100, remaining=75, window=21600, source="203.0.113.9", seen_at=1001.0
     )
-    (state,) = await metadata.upstream_states()
+    (state,) = await metadata.upstreams.states()
     assert (state.prefix, state.blocked_until) == ("hub", 2000.0)
     assert (state.ratelimit_limit, state.ratelimit_remaining, state.ratelimit_window) == (
         100,

@@ -1,1 +1,2 @@
-"""Clients of the admin API: the CLI's connection to a running server."""
+"""Talking to a running server, without typer: the admin API client, cache naming, prefetch,
+mirror configuration for container runtimes, and image references rewritten in YAML."""

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pullthrough.client import render
-from pullthrough.client.admin import AdminClient, AdminError, path_segment
-from pullthrough.client.cli_options import (
+from pullthrough.cli import render
+from pullthrough.cli.options import (
     EXIT_USAGE,
     Output,
     OutputOption,
@@ -25,6 +24,7 @@ from pullthrough.client.cli_options import (
     fail,
     read_text,
 )
+from pullthrough.client.admin import AdminClient, AdminError, path_segment
 
 if TYPE_CHECKING:
     from pullthrough.upstream.credentials import Credential

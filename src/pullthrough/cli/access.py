@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from pullthrough.cli_support import ConfigOption, run_on_metadata
-from pullthrough.client.cli_options import (
+from pullthrough.cli.options import (
     EXIT_REFUSED,
     EXIT_USAGE,
+    ConfigOption,
     ServerOption,
     TokenOption,
     admin_session,
@@ -31,10 +31,11 @@ from pullthrough.client.cli_options import (
     error_line,
     fail,
     read_text,
+    run_on_metadata,
 )
 
 if TYPE_CHECKING:  # the database and crypto layers load only for the commands that use them
-    from pullthrough.client.cli_options import ClientFactory
+    from pullthrough.cli.options import ClientFactory
     from pullthrough.config import Settings
     from pullthrough.metadata.principals import AccessStore
 
@@ -64,8 +65,7 @@ def _read_secret(what: str) -> str:
         return str(typer.prompt(what, hide_input=True, confirmation_prompt=True))
     value = sys.stdin.readline().rstrip("\n")
     if not value:
-        typer.echo(f"pullthrough: no {what} on standard input", err=True)
-        raise typer.Exit(2)
+        fail(f"no {what} on standard input", EXIT_USAGE)
     return value
 
 
@@ -337,7 +337,7 @@ def policy_put(
     ] = None,
 ) -> None:
     """Validate and store the registry policy; returns once a running server applies it."""
-    from pullthrough.access.policy import PolicyDocument, PolicyError
+    from pullthrough.access.registry_policy.document import PolicyDocument, PolicyError
 
     text = read_text(file, "the policy")
     try:

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pullthrough.client.admin import AdminClient
-from pullthrough.client.cli_options import (
+from pullthrough.cli.options import (
     EXIT_USAGE,
     ServerOption,
     TokenOption,
@@ -23,7 +22,8 @@ from pullthrough.client.cli_options import (
     error_line,
     fail,
 )
-from pullthrough.client.render import print_json
+from pullthrough.cli.render import print_json
+from pullthrough.client.admin import AdminClient
 
 if TYPE_CHECKING:  # the declarative layer loads when `plan` or `apply` runs
     from pullthrough.declarative.document import Declaration

@@ -6,15 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from pullthrough.client import render
-from pullthrough.client.admin import path_segment
-from pullthrough.client.cli_options import (
+from pullthrough.cli import render
+from pullthrough.cli.options import (
     Output,
     OutputOption,
     ServerOption,
     TokenOption,
     admin_session,
 )
+from pullthrough.client.admin import path_segment
 
 repos_app = typer.Typer(help="Cached repositories (admin API).", no_args_is_help=True)
 images_app = typer.Typer(help="Cached images of a repository (admin API).", no_args_is_help=True)

@@ -1,27 +1,33 @@
-"""What the admin API commands share: `--server`, `--token`, `--output`, one connection per
-command, and every refusal turned into one line on stderr and an exit code.
+"""What the commands share: the admin API's `--server`, `--token`, `--output` and one
+connection per command; the operator commands' `--config` and the data directory's database; and
+the one way a command fails, `fail()`: one line on stderr and an exit code.
 
 Exit codes: 0 ok; 1 the server refused or failed; 2 a usage or configuration error (a bad
-option, an unreadable file, a broken client configuration file).
+option, an unreadable file, a broken client or server configuration file, no data directory).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias, TypeVar
 
 import typer
 
-if TYPE_CHECKING:  # the client (httpx) loads when a command connects, so `serve` starts lean
+if TYPE_CHECKING:  # the client (httpx) and the database load when a command uses them
     from pullthrough.client.admin import AdminClient, AdminError, ClientSettings
+    from pullthrough.config import ConfigError, Settings
+    from pullthrough.metadata.store import MetadataStore
 
     # Tests pass another factory as the typer context's `obj` (a client over MockTransport).
     ClientFactory: TypeAlias = Callable[[ClientSettings], AdminClient]
+
+T = TypeVar("T")
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -55,12 +61,22 @@ OutputOption = Annotated[
     Output,
     typer.Option("--output", "-o", help="table for people; json prints the API's answer."),
 ]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="The server's configuration file (or PULLTHROUGH_CONFIG)."),
+]
 
 
 def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
     """Print `pullthrough: <message>` (one line) to stderr and exit with `code`."""
     typer.echo(f"pullthrough: {one_line(message)}", err=True)
     raise typer.Exit(code)
+
+
+def fail_configuration(error: ConfigError) -> NoReturn:
+    """Print the configuration's problems (one per line, each naming its key) and exit 2."""
+    typer.echo(f"pullthrough: configuration error:\n{error}", err=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def one_line(text: str) -> str:
@@ -129,3 +145,44 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         fail(f"{what} {path} must be a JSON object", EXIT_USAGE)
     return document
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    """The server's settings from `config` (or PULLTHROUGH_CONFIG); exit 2 when they are invalid."""
+    from pullthrough.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        fail_configuration(exc)
+
+
+def data_dir_or_exit(settings: Settings) -> Path:
+    """The data directory the commands work on. A missing one is created only when the user named
+    it (`data_dir` in the --config file or PULLTHROUGH_DATA_DIR), so that bootstrapping before the
+    first `serve` works; the embedded default `./data` must already exist, else the command would
+    make an empty one wherever it runs and report that nothing is in it."""
+    data_dir = settings.data_dir.resolve()
+    if not data_dir.is_dir() and "data_dir" not in settings.model_fields_set:
+        fail(
+            f"no data directory at {data_dir}: give the server's configuration with --config FILE "
+            "(or PULLTHROUGH_CONFIG), whose data_dir names it",
+            EXIT_USAGE,
+        )
+    return data_dir
+
+
+def run_on_metadata(
+    config: Path | None, work: Callable[[MetadataStore, Settings], Awaitable[T]]
+) -> T:
+    """Run `work` against the metadata database of the server that `config` describes."""
+    from pullthrough.metadata.opening import metadata_for
+
+    settings = settings_or_exit(config)
+    data_dir_or_exit(settings)
+
+    async def main() -> T:
+        async with metadata_for(settings) as metadata:
+            return await work(metadata, settings)
+
+    return asyncio.run(main())

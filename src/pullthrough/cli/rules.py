@@ -10,9 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pullthrough.client import render
-from pullthrough.client.admin import path_segment
-from pullthrough.client.cli_options import (
+from pullthrough.cli import render
+from pullthrough.cli.options import (
     EXIT_REFUSED,
     EXIT_USAGE,
     Output,
@@ -22,6 +21,7 @@ from pullthrough.client.cli_options import (
     admin_session,
     fail,
 )
+from pullthrough.client.admin import path_segment
 
 rules_app = typer.Typer(
     help="Prefix rules: which upstream a repository prefix pulls through (admin API).",

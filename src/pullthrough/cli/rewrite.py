@@ -21,18 +21,18 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from pullthrough.client.admin import AdminClient
-from pullthrough.client.cli_options import (
+from pullthrough.cli.options import (
     EXIT_USAGE,
     ServerOption,
     TokenOption,
     admin_session,
     fail,
 )
+from pullthrough.client.admin import AdminClient
 from pullthrough.client.naming import CacheNaming
+from pullthrough.client.rewrite import RewriteResult, YamlInvalid, rewrite_text
 from pullthrough.config import RuleConfig
 from pullthrough.oci.reference import ReferenceInvalid
-from pullthrough.rewrite import RewriteResult, YamlInvalid, rewrite_text
 
 EXIT_PENDING = 3
 STDIN = "-"

@@ -15,25 +15,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pullthrough.cli_support import ConfigOption, fail, run_on_metadata
-from pullthrough.client import render
-from pullthrough.client.admin import path_segment
-from pullthrough.client.cli_options import (
+from pullthrough.cli import render
+from pullthrough.cli.options import (
+    EXIT_USAGE,
+    ConfigOption,
     Output,
     OutputOption,
     ServerOption,
     TokenOption,
     admin_session,
+    fail,
     read_json_object,
+    run_on_metadata,
 )
+from pullthrough.client.admin import path_segment
 
 if TYPE_CHECKING:  # the database layer loads only for the commands that use it
     from pullthrough.config import Settings
     from pullthrough.lifecycle.gc import GcReport
-    from pullthrough.lifecycle.images import CachedImage
     from pullthrough.lifecycle.keeper import LifecycleReport
-    from pullthrough.lifecycle.policy import Expiry
+    from pullthrough.lifecycle.lifecycle_policy import Expiry
     from pullthrough.lifecycle.sizecap import SizeCapReport
+    from pullthrough.metadata.images import CachedImage
     from pullthrough.metadata.store import MetadataStore
 
 templates_app = typer.Typer(
@@ -57,13 +60,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="The same as --output j
 
 
 def _policy_text(file: Path) -> str:
-    from pullthrough.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError
+    from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError
 
     text = sys.stdin.read() if str(file) == "-" else file.read_text()
     try:
         LifecyclePolicy.parse(text)
     except LifecyclePolicyError as exc:
-        raise fail(f"invalid lifecycle policy: {exc}", 2) from None
+        fail(f"invalid lifecycle policy: {exc}", EXIT_USAGE)
     return text
 
 
@@ -73,7 +76,7 @@ def _when(now: str | None) -> float | None:
     try:
         return datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        raise fail(f"--now {now!r} is not an ISO 8601 time", 2) from None
+        fail(f"--now {now!r} is not an ISO 8601 time", EXIT_USAGE)
 
 
 @templates_app.command("put")
@@ -191,7 +194,7 @@ def lifecycle_policy(
         if not run_on_metadata(
             config, lambda m, _s: TemplateStore(m.engine).set_lifecycle_policy(repository, policy)
         ):
-            raise fail(f"no cached repository {repository!r}")
+            fail(f"no cached repository {repository!r}")
         typer.echo(f"lifecycle policy of {repository} {'removed' if clear else 'saved'}")
         return
     settings = run_on_metadata(config, lambda m, _s: TemplateStore(m.engine).settings(repository))
@@ -227,15 +230,14 @@ async def _keeper_call(
     now: float | None,
 ) -> Any:
     from pullthrough.lifecycle.keeper import SpaceKeeper
-    from pullthrough.storage.filesystem import FilesystemDriver
     from pullthrough.storage.layout import DataLayout
+    from pullthrough.storage.opening import open_blob_storage
 
-    layout = DataLayout(settings.data_dir.resolve())
     keeper = SpaceKeeper(
         metadata.engine,
-        FilesystemDriver(layout.blob_root),
+        open_blob_storage(settings),
         settings.lifecycle,
-        spool_dir=layout.temp_dir,
+        spool_dir=DataLayout(settings.data_dir.resolve()).temp_dir,
     )
     if action == "preview":
         return await keeper.preview(repository, now)

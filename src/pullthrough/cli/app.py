@@ -1,4 +1,5 @@
-"""The `pullthrough` command line."""
+"""The `pullthrough` command: the typer app, `serve` and `version`, and every command group
+registered onto it when the command runs."""
 
 from __future__ import annotations
 
@@ -11,13 +12,7 @@ from typing import Annotated
 import typer
 
 from pullthrough import __version__
-from pullthrough.client.cli_options import (
-    Output,
-    OutputOption,
-    ServerOption,
-    TokenOption,
-    admin_session,
-)
+from pullthrough.cli.options import fail_configuration
 from pullthrough.config import ConfigError, load_settings
 
 # Narrower than this, rich cuts long option names and URLs in help tables short ("…"); a
@@ -33,7 +28,6 @@ app = typer.Typer(
 )
 
 
-@app.command()
 def serve(
     config: Annotated[
         Path | None,
@@ -56,33 +50,11 @@ def serve(
             settings = type(settings).model_validate({**settings.model_dump(), **overrides})
         code = run_server(settings)
     except ConfigError as exc:
-        typer.echo(f"pullthrough: configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+        fail_configuration(exc)
     if code:
         raise typer.Exit(code)
 
 
-@app.command()
-def status(
-    ctx: typer.Context,
-    server: ServerOption = None,
-    token: TokenOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Each rule's upstream (reachable, last error, rate-limit headroom, 429 block), hit
-    statistics, and what the cache holds; warns when an upstream's rate limit runs low."""
-    from pullthrough.client import render
-    from pullthrough.status import print_status
-
-    with admin_session(ctx, server, token) as client:
-        document = client.get("/status")
-    if output is Output.json:
-        render.print_json(document)
-    else:
-        print_status(document, render.console())
-
-
-@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
@@ -104,29 +76,34 @@ def _widen_help() -> None:
 
 def main() -> None:
     _widen_help()
-    # Sub-command groups live in their own modules; imported here so `serve` starts lean.
-    from pullthrough import (
-        cli_access,
-        cli_declarative,
-        cli_lifecycle,
-        cli_mirror,
-        cli_prefetch,
-        cli_repos,
-        cli_rewrite,
-        cli_rules,
-        cli_secrets,
+    # The commands live in their own modules, imported here so that `serve` starts lean; the
+    # order of registration is the order of `pullthrough --help`.
+    from pullthrough.cli import (
+        access,
+        declarative,
+        lifecycle,
+        mirror,
+        prefetch,
+        repos,
+        rewrite,
+        rules,
+        secrets,
+        status,
     )
 
+    app.command()(serve)
+    status.register(app)
+    app.command()(version)
     for module in (
-        cli_access,
-        cli_secrets,
-        cli_lifecycle,
-        cli_rules,
-        cli_repos,
-        cli_prefetch,
-        cli_rewrite,
-        cli_mirror,
-        cli_declarative,
+        access,
+        secrets,
+        lifecycle,
+        rules,
+        repos,
+        prefetch,
+        rewrite,
+        mirror,
+        declarative,
     ):
         module.register(app)
     app()

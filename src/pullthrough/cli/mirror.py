@@ -13,8 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from pullthrough.client.admin import AdminClient
-from pullthrough.client.cli_options import (
+from pullthrough.cli.options import (
     EXIT_REFUSED,
     EXIT_USAGE,
     ServerOption,
@@ -23,6 +22,7 @@ from pullthrough.client.cli_options import (
     client_settings,
     fail,
 )
+from pullthrough.client.admin import AdminClient
 from pullthrough.client.mirror_config import (
     CONTAINERD_CERTS_DIR,
     DOCKER_DAEMON_JSON,

@@ -1,6 +1,6 @@
-"""`pullthrough status` for people: the admin API's `/status` document as tables — each rule's
-upstream (reachable, last error, rate-limit headroom, 429 block), hit statistics, and what the
-cache holds — with a warning for every upstream whose rate limit is running low.
+"""`pullthrough status`: the admin API's `/status` document as JSON, or as tables for people —
+each rule's upstream (reachable, last error, rate-limit headroom, 429 block), hit statistics, and
+what the cache holds — with a warning for every upstream whose rate limit is running low.
 """
 
 from __future__ import annotations
@@ -8,16 +8,38 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pullthrough.client import render
+from pullthrough.cli import render
+from pullthrough.cli.options import Output, OutputOption, ServerOption, TokenOption, admin_session
 
 # The share of the limit below which headroom counts as low (upstream/throttle.py's
 # LOW_HEADROOM, where the server logs the same warning).
 LOW_HEADROOM = 0.1
+
+
+def status(
+    ctx: typer.Context,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Each rule's upstream (reachable, last error, rate-limit headroom, 429 block), hit
+    statistics, and what the cache holds; warns when an upstream's rate limit runs low."""
+    with admin_session(ctx, server, token) as client:
+        document = client.get("/status")
+    if output is Output.json:
+        render.print_json(document)
+    else:
+        print_status(document, render.console())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(status)
 
 
 def print_status(document: dict[str, Any], console: Console, now: datetime | None = None) -> None:

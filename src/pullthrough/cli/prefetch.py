@@ -21,9 +21,8 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgressBars
 
-from pullthrough.client import render
-from pullthrough.client.admin import AdminError, ClientSettings, authorization
-from pullthrough.client.cli_options import (
+from pullthrough.cli import render
+from pullthrough.cli.options import (
     EXIT_REFUSED,
     EXIT_USAGE,
     Output,
@@ -36,6 +35,7 @@ from pullthrough.client.cli_options import (
     fail,
     read_text,
 )
+from pullthrough.client.admin import AdminError, ClientSettings, authorization
 from pullthrough.client.naming import CacheNaming
 from pullthrough.client.prefetch import (
     DirectNaming,
