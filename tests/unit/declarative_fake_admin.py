@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import httpx
 from pydantic import ValidationError
 
-from pullthrough.access.policy import PolicyDocument, PolicyError
+from pullthrough.access.registry_policy.document import PolicyDocument, PolicyError
 from pullthrough.client.admin import API_ROOT, AdminClient, ClientSettings
 from pullthrough.config import RuleConfig
 

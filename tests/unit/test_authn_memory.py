@@ -14,7 +14,7 @@ from pullthrough.access import hashing
 from pullthrough.access.authn import Authenticator
 from pullthrough.access.authz import Authorizer
 from pullthrough.access.hashing import hash_api_key, hash_password
-from pullthrough.access.policy import PULL, Principal
+from pullthrough.access.registry_policy.document import PULL, Principal
 from pullthrough.access.tokens import TokenSigner
 from pullthrough.errors import Unauthorized
 from pullthrough.metadata.principals import AccessStore, PrincipalRow

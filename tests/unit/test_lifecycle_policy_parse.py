@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pullthrough.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError
+from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError
 
 # The user guide's "Filtering on all images", example B: every rule type in one policy.
 ECR_ALL_RULE_TYPES: dict[str, Any] = {

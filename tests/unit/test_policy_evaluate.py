@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pullthrough.access.policy import (
+from pullthrough.access.registry_policy.document import (
     ACTIONS,
     ADMIN,
     ANONYMOUS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pullthrough.access.policy import (
+from pullthrough.access.registry_policy.document import (
     ACTIONS,
     ADMIN,
     ANONYMOUS,

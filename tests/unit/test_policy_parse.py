@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pullthrough.access.policy import (
+from pullthrough.access.registry_policy.document import (
     ACTIONS,
     ANONYMOUS,
     IMPORT_UPSTREAM,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pullthrough.upstream import RateLimitState, RetryPolicy
-from pullthrough.upstream.policy import parse_retry_after
+from pullthrough.upstream.retries import parse_retry_after
 
 
 def test_retry_after_delta_seconds_and_http_date() -> None:

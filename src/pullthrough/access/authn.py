@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pullthrough.access.hashing import check_api_key, check_password
-from pullthrough.access.policy import Principal
+from pullthrough.access.registry_policy.document import Principal
 from pullthrough.access.stamps import CredentialStamps, RevisionSource
 from pullthrough.access.tokens import TokenSigner, VerifiedToken
 from pullthrough.errors import Unauthorized

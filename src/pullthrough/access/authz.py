@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from pullthrough.access.policy import (
+from pullthrough.access.registry_policy.document import (
     IMPORT_UPSTREAM,
     LIST_REPOSITORIES,
     PULL,

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import jwt
 
-from pullthrough.access.policy import Principal
+from pullthrough.access.registry_policy.document import Principal
 from pullthrough.errors import Unauthorized
 
 Purpose = Literal["registry", "login"]

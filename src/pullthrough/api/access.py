@@ -10,7 +10,7 @@ from aiohttp import web
 
 from pullthrough.access.authn import Authenticator, Caller, parse_basic
 from pullthrough.access.authz import Authorizer
-from pullthrough.access.policy import (
+from pullthrough.access.registry_policy.document import (
     ANONYMOUS,
     IMPORT_UPSTREAM,
     LIST_REPOSITORIES,

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from pullthrough.access.policy import Principal
+from pullthrough.access.registry_policy.document import Principal
 from pullthrough.api.access import AccessControl, scope_for
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.api.ranges import ByteRange, parse_range

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pullthrough.access.policy import PolicyDocument, PolicyError
+from pullthrough.access.registry_policy.document import PolicyDocument, PolicyError
 from pullthrough.access.secret_values import (
     SecretValueInvalid,
     credential_from_json,
@@ -38,7 +38,7 @@ from pullthrough.declarative.fields import (
 from pullthrough.declarative.references import UnresolvedReference, has_reference, resolve
 from pullthrough.declarative.yamlfile import load_yaml
 from pullthrough.errors import NameInvalid
-from pullthrough.lifecycle.policy import LifecyclePolicyError
+from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicyError
 from pullthrough.lifecycle.template_names import ROOT
 from pullthrough.oci.names import validate_name
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pullthrough.access.policy import PolicyDocument, PolicyError
+from pullthrough.access.registry_policy.document import PolicyDocument, PolicyError
 from pullthrough.config import RuleConfig
-from pullthrough.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError
+from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError
 from pullthrough.lifecycle.template_names import PULL_THROUGH_CACHE
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pullthrough.access.policy import ADMIN, PolicyDocument
+from pullthrough.access.registry_policy.document import ADMIN, PolicyDocument
 from pullthrough.declarative.document import Declaration, SecretValue
 from pullthrough.declarative.fields import (
     FieldChange,

@@ -10,8 +10,8 @@ from pullthrough.upstream.credentials import (
     FixedCredential,
 )
 from pullthrough.upstream.faults import UpstreamTooManyRequests
-from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
+from pullthrough.upstream.retries import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.tokens import TokenCache
 
 __all__ = [

@@ -28,7 +28,7 @@ from pullthrough.upstream.faults import (
     status_error,
     translate_exception,
 )
-from pullthrough.upstream.policy import UpstreamTimeouts
+from pullthrough.upstream.retries import UpstreamTimeouts
 from pullthrough.upstream.tokens import Token, TokenCache, TokenKey
 
 logger = logging.getLogger(__name__)

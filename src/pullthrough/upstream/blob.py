@@ -9,7 +9,7 @@ from typing import Self
 import aiohttp
 
 from pullthrough.upstream.faults import Transient, UpstreamName, translate_exception
-from pullthrough.upstream.policy import UpstreamTimeouts
+from pullthrough.upstream.retries import UpstreamTimeouts
 
 
 class UpstreamBlob:

@@ -28,8 +28,8 @@ from pullthrough.upstream.blob import UpstreamBlob
 from pullthrough.upstream.credentials import Credential, CredentialProvider, FixedCredential
 from pullthrough.upstream.faults import UpstreamName, read_at_most
 from pullthrough.upstream.health import HealthSink
-from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
+from pullthrough.upstream.retries import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.throttle import Throttle, ThrottleStore
 from pullthrough.upstream.tokens import TokenCache
 from pullthrough.upstream.transport import UpstreamTransport

@@ -23,7 +23,7 @@ from pullthrough.errors import (
     UpstreamUnavailable,
 )
 from pullthrough.upstream.credentials import Credential
-from pullthrough.upstream.policy import UpstreamTimeouts, parse_retry_after
+from pullthrough.upstream.retries import UpstreamTimeouts, parse_retry_after
 
 # Upstream error bodies are read only this far: enough for `{"errors": [...]}`, not a web page.
 ERROR_BODY_LIMIT = 64 * 1024

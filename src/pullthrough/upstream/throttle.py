@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from pullthrough.upstream.faults import UpstreamName, UpstreamTooManyRequests
-from pullthrough.upstream.policy import parse_retry_after
 from pullthrough.upstream.ratelimit import RateLimitState
+from pullthrough.upstream.retries import parse_retry_after
 
 log = logging.getLogger(__name__)
 

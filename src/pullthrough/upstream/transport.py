@@ -38,8 +38,8 @@ from pullthrough.upstream.faults import (
     unauthorized_message,
 )
 from pullthrough.upstream.health import HealthSink
-from pullthrough.upstream.policy import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.ratelimit import RateLimitState
+from pullthrough.upstream.retries import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.throttle import Throttle
 
 logger = logging.getLogger(__name__)

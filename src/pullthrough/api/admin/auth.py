@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pullthrough.access.policy import ADMIN, REGISTRY_WIDE
+from pullthrough.access.registry_policy.document import ADMIN, REGISTRY_WIDE
 from pullthrough.api.access import AccessControl
 from pullthrough.api.admin.errors import Denied, Unauthorized
 from pullthrough.errors import Unauthorized as RegistryUnauthorized

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator, WithJsonSchema
 
 from pullthrough.config import parse_duration
-from pullthrough.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError
+from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError
 from pullthrough.lifecycle.policy_json import MAX_DOCUMENT_CHARS
 from pullthrough.lifecycle.template_names import ROOT
 from pullthrough.oci.names import MAX_NAME_LENGTH
@@ -130,9 +130,9 @@ _STRING_OR_LIST: dict[str, Any] = {
     "anyOf": [{"type": "string", "minLength": 1}, _NON_EMPTY_STRINGS]
 }
 
-# The IAM grammar as far as a schema can say it; access/policy.py checks the rest (known
+# The IAM grammar as far as a schema can say it; access/registry_policy/ checks the rest (known
 # actions, resources, condition operators and keys) and names the statement at fault. A null
-# Sid or Id counts as left out, as access/policy.py reads them.
+# Sid or Id counts as left out, as access/registry_policy/document.py reads them.
 _STATEMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,

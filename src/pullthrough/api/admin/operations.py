@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pullthrough.api.admin import (
     contents,
     login,
-    policy,
+    registry_policy,
     rules,
     scanning,
     secrets,
@@ -245,7 +245,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/registry-policy",
-        policy.get_policy,
+        registry_policy.get_policy,
         "Get the registry policy",
         "policy",
         {200: RegistryPolicy},
@@ -253,7 +253,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "PUT",
         "/registry-policy",
-        policy.put_policy,
+        registry_policy.put_policy,
         "Replace the registry policy",
         "policy",
         {200: RegistryPolicy},
@@ -263,7 +263,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "DELETE",
         "/registry-policy",
-        policy.delete_policy,
+        registry_policy.delete_policy,
         "Remove the registry policy (the default applies)",
         "policy",
         {204: None},

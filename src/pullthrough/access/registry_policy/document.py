@@ -11,8 +11,8 @@ list or administer which repositories, and how a request is decided against it.
 A request is denied if any matching statement denies it (explicit deny wins), else allowed if
 any matching statement allows it, else denied: nothing is allowed unless a statement says so.
 Resources are `*`, `repository/<pattern>` or ECR's `arn:aws:ecr:<region>:<account>:repository/
-<pattern>` (region and account are ignored: there is one registry). Actions: `policy_actions`;
-principals: `policy_principals`; conditions: `policy_conditions`.
+<pattern>` (region and account are ignored: there is one registry). Actions: `actions`;
+principals: `principals`; conditions: `conditions`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pullthrough.access.policy_actions import (
+from pullthrough.access.registry_policy.actions import (
     ACTIONS,
     ADMIN,
     ECR_ALIASES,
@@ -31,7 +31,7 @@ from pullthrough.access.policy_actions import (
     PULL,
     resolve_action,
 )
-from pullthrough.access.policy_conditions import (
+from pullthrough.access.registry_policy.conditions import (
     PRINCIPAL_GROUPS,
     PRINCIPAL_NAME,
     PRINCIPAL_ORG,
@@ -41,14 +41,14 @@ from pullthrough.access.policy_conditions import (
     condition_to_json,
     parse_condition,
 )
-from pullthrough.access.policy_grammar import (
+from pullthrough.access.registry_policy.grammar import (
     PolicyError,
     compile_wildcard,
     json_object,
     load_json,
     string_list,
 )
-from pullthrough.access.policy_principals import ANONYMOUS, Principal, PrincipalSelector
+from pullthrough.access.registry_policy.principals import ANONYMOUS, Principal, PrincipalSelector
 from pullthrough.jsondoc import json_type
 
 __all__ = [

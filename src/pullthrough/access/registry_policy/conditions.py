@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pullthrough.access.policy_grammar import (
+from pullthrough.access.registry_policy.grammar import (
     PolicyError,
     compile_wildcard,
     json_object,

@@ -7,7 +7,7 @@ import difflib
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from pullthrough.access.policy_grammar import PolicyError, compile_wildcard
+from pullthrough.access.registry_policy.grammar import PolicyError, compile_wildcard
 
 PULL = "registry:Pull"  # read what the cache holds: manifests, blobs, a repository's tags
 IMPORT_UPSTREAM = "registry:ImportUpstream"  # make the cache fetch what it does not hold yet

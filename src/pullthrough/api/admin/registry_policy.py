@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from pullthrough.access.policy import PolicyDocument, PolicyError
+from pullthrough.access.registry_policy.document import PolicyDocument, PolicyError
 from pullthrough.api.admin.body import read_document
 from pullthrough.api.admin.context import services
 from pullthrough.api.admin.errors import Invalid
