@@ -1,6 +1,7 @@
 """What the commands share: the admin API's `--server`, `--token`, `--output` and one
 connection per command; the operator commands' `--config` and the data directory's database; and
-the one way a command fails, `fail()`: one line on stderr and an exit code.
+how a command fails: `fail()` prints one line on stderr and exits with a code (a configuration's
+problems, one per line, go through `fail_configuration()`).
 
 Exit codes: 0 ok; 1 the server refused or failed; 2 a usage or configuration error (a bad
 option, an unreadable file, a broken client or server configuration file, no data directory).
