@@ -34,9 +34,12 @@ debian-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# Besides style: the import-linter contracts in pyproject.toml (the layers of DESIGN.md §2, no
+# package cycles).
 lint: deps
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: deps
 	$(VENV)/bin/mypy

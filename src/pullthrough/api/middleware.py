@@ -32,10 +32,6 @@ def error_response(error: RegistryError, request_id: str) -> web.Response:
     )
 
 
-def request_id_of(request: web.Request) -> str:
-    return str(request.get("request_id", ""))
-
-
 def make_middleware(max_header_bytes: int) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

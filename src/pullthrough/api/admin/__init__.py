@@ -23,7 +23,7 @@ from pullthrough.api.admin.errors import (
 )
 from pullthrough.api.admin.openapi import openapi_document
 from pullthrough.api.admin.operations import API_ROOT, OPERATIONS, Handler
-from pullthrough.api.middleware import request_id_of
+from pullthrough.api.request_ids import request_id_of
 from pullthrough.cache.service import PullThroughCache
 from pullthrough.errors import RegistryError
 
