@@ -21,8 +21,8 @@ from aiohttp import web
 from pullthrough.api.app import CACHE_KEY, build_app
 from pullthrough.api.serving import ServingState
 from pullthrough.cache.blobs import BlobCache
-from pullthrough.cache.fill import BlobFill
-from pullthrough.cache.growing import FillState
+from pullthrough.cache.fill.lead import LeadFill
+from pullthrough.cache.fill.state import FillState
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.telemetry.logs import configure_logging
 
@@ -145,7 +145,7 @@ async def drain(serving: ServingState, blobs: BlobCache, grace: float) -> DrainR
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     report = DrainReport(requests=serving.in_flight)
-    seen: dict[str, BlobFill] = {}
+    seen: dict[str, LeadFill] = {}
     while True:
         running: list[asyncio.Task[None]] = []
         for fill in blobs.fills:

@@ -1,4 +1,4 @@
-"""BlobFill with a fake upstream at the client seam: verify, commit, resume, fail every reader."""
+"""LeadFill with a fake upstream at the client seam: verify, commit, resume, fail every reader."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import cast
 
 import pytest
 
-from pullthrough.cache.fill import BlobFill
-from pullthrough.cache.growing import FillState
+from pullthrough.cache.fill.lead import LeadFill
+from pullthrough.cache.fill.state import FillState
 from pullthrough.errors import BlobUnknown, UpstreamInvalid, UpstreamUnavailable
+from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
+from pullthrough.storage.driver import BlobDriver
 from pullthrough.upstream.client import RegistryClient
 
 CONTENT = bytes(range(256)) * 4096  # 1 MiB
@@ -80,38 +82,48 @@ class FakeClient:
 
 
 class Committed:
+    """Storage and metadata in one fake: the stored file goes to `target`, the blob's recorded
+    size to `calls`."""
+
     def __init__(self, target: Path) -> None:
         self.target = target
         self.calls: list[int] = []
 
-    async def __call__(self, spool: Path, size: int) -> None:
+    async def put_file(self, key: str, source: Path) -> None:
+        source.rename(self.target)
+
+    async def repository_id(self, name: str, rule_prefix: str) -> int:
+        return 1
+
+    async def save_blob(self, digest: str, size: int, repository_id: int) -> None:
         self.calls.append(size)
-        spool.rename(self.target)
 
 
-def make_fill(tmp_path: Path, client: FakeClient, digest: Digest) -> tuple[BlobFill, Committed]:
+def make_fill(tmp_path: Path, client: FakeClient, digest: Digest) -> tuple[LeadFill, Committed]:
     commit = Committed(tmp_path / "final")
-    fill = BlobFill(
+    fill = LeadFill(
         digest=digest,
         repository="r/x",
+        rule_prefix="r",
         upstream_repository="x",
         client=cast(RegistryClient, client),
         spool_dir=tmp_path,
-        commit=commit,
+        driver=cast(BlobDriver, commit),
+        metadata=cast(MetadataStore, commit),
         final_path=tmp_path / "final",
         deadline=30,
     )
     return fill, commit
 
 
-async def finished(fill: BlobFill) -> None:
+async def finished(fill: LeadFill) -> None:
     """Until the fill has committed (or failed): `wait_done` returns once bytes are verified."""
     assert fill.task is not None
     await fill.task
     await fill.wait_done()
 
 
-async def read_all(fill: BlobFill, start: int = 0, end: int | None = None) -> bytes:
+async def read_all(fill: LeadFill, start: int = 0, end: int | None = None) -> bytes:
     return b"".join([chunk async for chunk in fill.read(start, end)])
 
 

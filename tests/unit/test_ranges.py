@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pullthrough.api.ranges import ByteRange, parse_range
+from pullthrough.api.ranges import parse_range
+from pullthrough.cache.byte_range import ByteRange
 from pullthrough.errors import RangeNotSatisfiable
 
 

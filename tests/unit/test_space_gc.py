@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from pullthrough.cache.interprocess import FileLock, fill_paths
 from pullthrough.lifecycle.gc import collect_garbage
 from pullthrough.lifecycle.sizecap import enforce_size_cap
 from pullthrough.metadata import schema
@@ -20,6 +19,7 @@ from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout, blob_key
+from pullthrough.storage.locks import FileLocks
 from tests.unit import space_support
 from tests.unit.space_support import Builder, digest_of
 
@@ -118,14 +118,14 @@ async def test_a_blob_whose_fill_is_running_keeps_its_file(
     now = time.time()
     path = await store_blob(build, layout, "refetching", 50, now - 2 * GRACE)
     digest = Digest.parse(digest_of("refetching"))
-    fill_lock = FileLock(fill_paths(layout.temp_dir, digest.algorithm, digest.hex)[0])
-    assert fill_lock.try_acquire()
+    fill_lock = FileLocks(layout.temp_dir).blob_fill(digest.algorithm, digest.hex)
+    assert await fill_lock.try_acquire()
     try:
         report = await collect_garbage(
             space, driver, GRACE, now, spool_dir=layout.temp_dir, settle=0
         )
     finally:
-        fill_lock.release()
+        await fill_lock.release()
 
     assert (report.blobs_deleted, report.refilled, report.bytes_freed) == (0, 1, 0)
     assert path.exists()  # the fill renames the same bytes over it and inserts the row

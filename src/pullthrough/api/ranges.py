@@ -1,40 +1,14 @@
-"""Single byte ranges (`bytes=a-b`, `a-`, `-n`) resolved against a blob's size."""
+"""The `Range` header of a blob GET: one range, `bytes=a-b`, `a-` or `-n`. What it selects of a
+blob is the cache's to decide (`cache/byte_range.py`)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from pullthrough.cache.byte_range import ByteRange
 from pullthrough.errors import RangeNotSatisfiable
 
 _RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
-
-
-@dataclass(frozen=True, slots=True)
-class ByteRange:
-    first: int | None  # None: a suffix range, the last `last` bytes
-    last: int | None
-
-    def resolve(self, size: int) -> tuple[int, int]:
-        """The half-open span [start, end) this range selects in a blob of `size` bytes."""
-        unsatisfiable = RangeNotSatisfiable(
-            f"range {self} is outside the blob's {size} bytes",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-        if self.first is None:
-            assert self.last is not None
-            if self.last == 0 or size == 0:
-                raise unsatisfiable
-            return max(0, size - self.last), size
-        if self.first >= size:
-            raise unsatisfiable
-        end = size if self.last is None else min(self.last + 1, size)
-        return self.first, end
-
-    def __str__(self) -> str:
-        first = "" if self.first is None else str(self.first)
-        last = "" if self.last is None else str(self.last)
-        return f"bytes={first}-{last}"
 
 
 def parse_range(header: str | None) -> ByteRange | None:

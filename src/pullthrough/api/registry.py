@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -12,9 +13,8 @@ from aiohttp import web
 from pullthrough.access.registry_policy.document import Principal
 from pullthrough.api.access import AccessControl, scope_for
 from pullthrough.api.middleware import API_VERSION_HEADERS
-from pullthrough.api.ranges import ByteRange, parse_range
-from pullthrough.cache.blobs import FillingBlob
-from pullthrough.cache.growing import GrowingBlob
+from pullthrough.api.ranges import parse_range
+from pullthrough.cache.blobs import BlobFile, BlobStream
 from pullthrough.cache.manifests import ImportCheck, import_anything
 from pullthrough.cache.routing import Route
 from pullthrough.cache.service import PullThroughCache
@@ -129,20 +129,15 @@ class RegistryApi:
     async def catalog(self, request: web.Request, principal: Principal | None) -> web.Response:
         n = _query_number(request, "n")
         last = request.query.get("last")
-        if self.access is None or principal is None:
-            names = await self.cache.metadata.catalog(None if n is None else n + 1, last)
-        else:
-            # Only what the caller may pull is listed, so the page is cut after filtering.
-            names = [
-                name
-                for name in await self.cache.metadata.catalog(None, last)
-                if await self.access.may_list(principal, name)
-            ]
+        may_list = None
+        if self.access is not None and principal is not None:
+            # Only what the caller may pull is listed.
+            may_list = functools.partial(self.access.may_list, principal)
+        page = await self.cache.listings.catalog(n, last, may_list)
         headers = dict(API_VERSION_HEADERS)
-        if n is not None and len(names) > n:
-            names = names[:n]
-            headers["Link"] = _link("/v2/_catalog", n, names[-1]) if names else ""
-        return web.json_response({"repositories": names}, headers=headers)
+        if page.more:
+            headers["Link"] = _link("/v2/_catalog", n, page.names[-1]) if page.names else ""
+        return web.json_response({"repositories": page.names}, headers=headers)
 
     async def manifest(
         self, request: web.Request, route: Route, reference: str, may_import: ImportCheck
@@ -153,13 +148,7 @@ class RegistryApi:
         request["cache"] = answer.cache
         manifest = answer.manifest
         await self.cache.blobs.check_image(route, manifest, may_import)
-        repository_id = await self.cache.metadata.repository_id(route.repository, route.rule.prefix)
-        self.cache.pulls.record(repository_id, manifest.digest)
-        if request.method == "GET":
-            if answer.cache == "miss":
-                self.cache.stats.miss(route.rule.prefix, len(manifest.content))
-            else:
-                self.cache.stats.hit(route.rule.prefix, len(manifest.content))
+        await self.cache.manifests.served(route, answer, with_body=request.method == "GET")
         headers = {
             **API_VERSION_HEADERS,
             "Docker-Content-Digest": manifest.digest,
@@ -189,48 +178,12 @@ class RegistryApi:
         if request.method == "HEAD":
             size = await self.cache.blobs.head(route, digest, may_import)
             return web.Response(headers={**headers, "Content-Length": str(size)})
-        source = await self.cache.blobs.open(route, digest, may_import)
-        if isinstance(source, FillingBlob):
-            request["cache"] = headers["X-Pullthrough-Cache"] = "miss"
-            response, sent = await self._stream_fill(request, source.fill, wanted, headers)
-            self.cache.stats.miss(route.rule.prefix, sent)
-            return response
-        request["cache"] = headers["X-Pullthrough-Cache"] = "hit"
-        start, end = 0, source.size
-        if wanted is not None:
-            start, end = wanted.resolve(source.size)  # a 416 gets an OCI body before sendfile
-        self.cache.stats.hit(route.rule.prefix, end - start)
-        return web.FileResponse(source.path, headers=headers)
-
-    @staticmethod
-    async def _stream_fill(
-        request: web.Request, fill: GrowingBlob, wanted: ByteRange | None, headers: dict[str, str]
-    ) -> tuple[web.StreamResponse, int]:
-        """The response, and how many body bytes it sent."""
-        if fill.size is None and wanted is not None:
-            await fill.wait_done()  # a range of an unknown length needs the whole blob first
-        start, end, status = 0, fill.size, 200
-        if wanted is not None and fill.size is not None:
-            start, end = wanted.resolve(fill.size)
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{fill.size}"
-        response = web.StreamResponse(status=status, headers=headers)
-        if end is not None:
-            response.content_length = end - start
-        await response.prepare(request)
-        sent = 0
-        try:
-            async for chunk in fill.read(start, end):
-                await response.write(chunk)
-                sent += len(chunk)
-        except RegistryError:
-            # The headers are sent already: a cut connection is the only honest signal left,
-            # and the held-back last byte means the client never has the whole wrong blob.
-            if request.transport is not None:
-                request.transport.abort()
-            return response, sent
-        await response.write_eof()
-        return response, sent
+        answer = await self.cache.blobs.open(route, digest, may_import)
+        request["cache"] = headers["X-Pullthrough-Cache"] = answer.cache
+        body = await self.cache.blobs.send(answer, wanted)
+        if isinstance(body, BlobFile):
+            return web.FileResponse(body.path, headers=headers)
+        return await _stream(request, body, headers)
 
     async def tags(self, request: web.Request, route: Route, name: str) -> web.Response:
         n = _query_number(request, "n")
@@ -251,3 +204,28 @@ class RegistryApi:
             headers["OCI-Filters-Applied"] = "artifactType"
         response = web.Response(body=index.content, headers=headers)
         return response
+
+
+async def _stream(
+    request: web.Request, stream: BlobStream, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send a growing blob's bytes as they arrive."""
+    status = 200
+    if stream.content_range is not None:
+        status = 206
+        headers["Content-Range"] = stream.content_range
+    response = web.StreamResponse(status=status, headers=headers)
+    if stream.length is not None:
+        response.content_length = stream.length
+    await response.prepare(request)
+    try:
+        async for chunk in stream.chunks():
+            await response.write(chunk)
+    except RegistryError:
+        # The headers are sent already: a cut connection is the only honest signal left,
+        # and the held-back last byte means the client never has the whole wrong blob.
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response

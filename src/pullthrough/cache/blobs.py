@@ -3,6 +3,10 @@
 The service is the only place that knows a blob may be missing. It also keeps repositories
 apart: a stored blob is served for a repository only when that repository's manifests reference
 it or it was fetched through it; otherwise upstream is asked (HEAD) whether the repository has it.
+
+A GET is answered in two steps, so that the HTTP layer can label the request before a range is
+refused: `open` finds the blob (a hit) or the fill that brings it (a miss), and `send` says what
+to send of it, a stored file or a stream of the growing fill, and counts it in the statistics.
 """
 
 from __future__ import annotations
@@ -11,23 +15,28 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from pullthrough.cache.fill import BlobFill
-from pullthrough.cache.follow import FollowedFill
-from pullthrough.cache.growing import GrowingBlob
-from pullthrough.cache.interprocess import FileLock, fill_paths
+from pullthrough.cache.byte_range import ByteRange
+from pullthrough.cache.fill.follow import FollowFill
+from pullthrough.cache.fill.lead import LeadFill
+from pullthrough.cache.fill.reading import Fill
+from pullthrough.cache.fill.state import FillState, record_path
 from pullthrough.cache.manifests import ImportCheck, import_anything
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
+from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
-from pullthrough.errors import UpstreamUnavailable
+from pullthrough.errors import RegistryError, UpstreamUnavailable
 from pullthrough.metadata.store import MetadataStore, StoredManifest
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import parse_manifest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
+from pullthrough.storage.locks import ExclusiveLock, Locks
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +57,63 @@ class StoredBlob:
 
 
 @dataclass(frozen=True, slots=True)
-class FillingBlob:
-    """A blob being downloaded now, here or by another worker; read it as it grows."""
+class BlobAnswer:
+    """What a GET of a blob found: the stored blob, or the fill bringing it from upstream."""
 
-    fill: GrowingBlob
+    route: Route
+    source: StoredBlob | Fill
+
+    @property
+    def cache(self) -> Literal["hit", "miss"]:
+        return "hit" if isinstance(self.source, StoredBlob) else "miss"
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFile:
+    """Send this stored file; its bytes are the blob's (the range was found satisfiable)."""
+
+    path: Path
+
+
+class BlobStream:
+    """Send bytes [start, end) of a fill as they arrive; `end` None means to the end.
+
+    A range of the blob is sent as partial content with `content_range`; the bytes sent are
+    counted as a miss when the stream ends, or when the fill fails under it.
+    """
+
+    def __init__(
+        self,
+        fill: Fill,
+        start: int,
+        end: int | None,
+        content_range: str | None,
+        stats: StatsRecorder,
+        prefix: str,
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.content_range = content_range
+        self._fill = fill
+        self._stats = stats
+        self._prefix = prefix
+
+    @property
+    def length(self) -> int | None:
+        return None if self.end is None else self.end - self.start
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes; a RegistryError once the fill fails (short of the last byte, so the
+        client never has the whole of a wrong blob)."""
+        sent = 0
+        try:
+            async for chunk in self._fill.read(self.start, self.end):
+                yield chunk
+                sent += len(chunk)
+        except RegistryError:
+            self._stats.miss(self._prefix, sent)
+            raise
+        self._stats.miss(self._prefix, sent)
 
 
 class BlobCache:
@@ -62,18 +124,22 @@ class BlobCache:
         upstreams: Upstreams,
         spool_dir: Path,
         fill_deadline: float,
+        locks: Locks,
+        stats: StatsRecorder,
     ) -> None:
         self._metadata = metadata
         self._driver = driver
         self._upstreams = upstreams
         self._spool_dir = spool_dir
         self._fill_deadline = fill_deadline
-        self._fills: dict[str, BlobFill] = {}
-        self._flights: SingleFlight[GrowingBlob | StoredBlob] = SingleFlight()
+        self._locks = locks
+        self._stats = stats
+        self._fills: dict[str, LeadFill] = {}
+        self._flights: SingleFlight[Fill | StoredBlob] = SingleFlight()
 
     async def open(
         self, route: Route, digest: Digest, may_import: ImportCheck = import_anything
-    ) -> StoredBlob | FillingBlob:
+    ) -> BlobAnswer:
         key = str(digest)
         size, linked = await self._metadata.blob_for_repository(route.repository, key)
         if size is not None:
@@ -82,19 +148,40 @@ class BlobCache:
                 if not linked:
                     may_import(f"{route.repository}@{digest}")
                     await self._confirm_upstream(route, digest)
-                return stored
+                return BlobAnswer(route, stored)
             log.warning("blob %s is recorded but its file is missing; fetching it again", key)
             await self._metadata.forget_blobs([key])
         may_import(f"{route.repository}@{digest}")
-        source: GrowingBlob | StoredBlob | None = self._fills.get(key)
+        source: Fill | StoredBlob | None = self._fills.get(key)
         if source is None:
             source = await self._flights.run(key, lambda: self._lead_or_follow(route, digest))
-        elif isinstance(source, GrowingBlob):
+        elif isinstance(source, Fill):
             await source.wait_started()
         if not linked and (isinstance(source, StoredBlob) or source.repository != route.repository):
             # Someone else's download: this repository must show upstream that it has the blob.
             await self._confirm_upstream(route, digest)
-        return source if isinstance(source, StoredBlob) else FillingBlob(source)
+        return BlobAnswer(route, source)
+
+    async def send(self, answer: BlobAnswer, wanted: ByteRange | None) -> BlobFile | BlobStream:
+        """What to send of the blob `open` found: all of it, or the range `wanted` (a 416 when
+        it lies outside the blob). A hit is counted now, a miss when its stream ends."""
+        prefix = answer.route.rule.prefix
+        source = answer.source
+        if isinstance(source, StoredBlob):
+            start, end = 0, source.size
+            if wanted is not None:
+                start, end = wanted.resolve(source.size)
+            self._stats.hit(prefix, end - start)
+            return BlobFile(source.path)
+        if source.size is None and wanted is not None:
+            await source.wait_done()  # a range of an unknown length needs the whole blob first
+        first: int = 0
+        last: int | None = source.size
+        content_range = None
+        if wanted is not None and source.size is not None:
+            first, last = wanted.resolve(source.size)
+            content_range = f"bytes {first}-{last - 1}/{source.size}"
+        return BlobStream(source, first, last, content_range, self._stats, prefix)
 
     async def head(
         self, route: Route, digest: Digest, may_import: ImportCheck = import_anything
@@ -150,20 +237,20 @@ class BlobCache:
         await self._metadata.link_blob(repo_id, str(digest))
         return size
 
-    async def _lead_or_follow(self, route: Route, digest: Digest) -> GrowingBlob | StoredBlob:
+    async def _lead_or_follow(self, route: Route, digest: Digest) -> Fill | StoredBlob:
         """Fill the blob here, or follow the worker process that is filling it already."""
-        lock_path, record_path = fill_paths(self._spool_dir, digest.algorithm, digest.hex)
+        record = record_path(self._spool_dir, digest.algorithm, digest.hex)
         storage_key = blob_key(digest.algorithm, digest.hex)
         final_path = self._driver.local_path(storage_key)
         assert final_path is not None
         for _ in range(_LEAD_OR_FOLLOW_ATTEMPTS):
-            lock = FileLock(lock_path)
-            if await asyncio.to_thread(lock.try_acquire):
-                return await self._lead(route, digest, lock, record_path, final_path)
-            follower = FollowedFill(
+            lock = self._locks.blob_fill(digest.algorithm, digest.hex)
+            if await lock.try_acquire():
+                return await self._lead(route, digest, lock, record, final_path)
+            follower = FollowFill(
                 digest=digest,
-                lock_path=lock_path,
-                record_path=record_path,
+                lock=lock,
+                record_path=record,
                 final_path=final_path,
                 deadline=self._fill_deadline,
             )
@@ -173,41 +260,35 @@ class BlobCache:
         raise UpstreamUnavailable(f"could not start or follow a fill of {digest}; retry")
 
     async def _lead(
-        self, route: Route, digest: Digest, lock: FileLock, record_path: Path, final_path: Path
-    ) -> GrowingBlob | StoredBlob:
+        self, route: Route, digest: Digest, lock: ExclusiveLock, record: Path, final_path: Path
+    ) -> Fill | StoredBlob:
         key = str(digest)
         size, _ = await self._metadata.blob_for_repository(route.repository, key)
         stored = await self._stored(digest, size) if size is not None else None
         if stored is not None:  # another worker committed it while we looked
-            lock.release()
+            await lock.release()
             return stored
-        storage_key = blob_key(digest.algorithm, digest.hex)
-
-        async def commit(spool: Path, size: int) -> None:
-            await self._driver.put_file(storage_key, spool)
-            # The repository is created with its first content, not by a fill that fails.
-            repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
-            await self._metadata.save_blob(key, size, repo_id)
-
-        await asyncio.to_thread(record_path.unlink, missing_ok=True)  # an earlier failure's
-        fill = BlobFill(
+        await asyncio.to_thread(record.unlink, missing_ok=True)  # an earlier failure's
+        fill = LeadFill(
             digest=digest,
             repository=route.repository,
+            rule_prefix=route.rule.prefix,
             upstream_repository=route.upstream_repository,
             client=self._upstreams.client(route.rule),
             spool_dir=self._spool_dir,
-            commit=commit,
+            driver=self._driver,
+            metadata=self._metadata,
             final_path=final_path,
             deadline=self._fill_deadline,
             lock=lock,
-            record_path=record_path,
+            record_path=record,
         )
         self._fills[key] = fill
         fill.start().add_done_callback(functools.partial(self._finished, fill))
         await fill.wait_started()
         return fill
 
-    def _finished(self, fill: BlobFill, _task: object) -> None:
+    def _finished(self, fill: LeadFill, _task: object) -> None:
         key = str(fill.digest)
         if self._fills.get(key) is fill:
             del self._fills[key]
@@ -217,14 +298,18 @@ class BlobCache:
         return len(self._fills)
 
     @property
-    def fills(self) -> tuple[BlobFill, ...]:
+    def fills(self) -> tuple[LeadFill, ...]:
         """The fills this worker leads now: what a drain at shutdown waits for."""
         return tuple(self._fills.values())
 
     async def close(self) -> None:
         """Stop downloads in progress; let verified ones finish committing (briefly), since
         their clients already have every byte and expect the next pull to be warm."""
-        verified = [f.task for f in self._fills.values() if f.task is not None and f.verified]
+        verified = [
+            f.task
+            for f in self._fills.values()
+            if f.task is not None and f.state is FillState.VERIFIED
+        ]
         if verified:
             await asyncio.wait(verified, timeout=_COMMIT_ON_CLOSE_SECONDS)
         tasks = [f.task for f in self._fills.values() if f.task is not None]

@@ -1,9 +1,11 @@
-"""Tag lists and referrers: from upstream while it answers, from the cache when it does not."""
+"""Listings: the catalog of cached repositories; tag lists and referrers from upstream while it
+answers, from the cache when it does not."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,12 @@ from pullthrough.oci import mediatypes
 from pullthrough.oci.digest import Digest
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPage:
+    names: list[str]
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,24 @@ class Listings:
         self._metadata = metadata
         self._upstreams = upstreams
         self._manifests = manifests
+
+    async def catalog(
+        self,
+        n: int | None,
+        last: str | None,
+        may_list: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> CatalogPage:
+        """Up to `n` cached repository names after `last`; with `may_list`, only the names it
+        allows (so the page is cut after filtering)."""
+        if may_list is None:
+            names = await self._metadata.catalog(None if n is None else n + 1, last)
+        else:
+            names = [
+                name for name in await self._metadata.catalog(None, last) if await may_list(name)
+            ]
+        if n is not None and len(names) > n:
+            return CatalogPage(names[:n], more=True)
+        return CatalogPage(names, more=False)
 
     async def tags(self, route: Route, n: int | None, last: str | None) -> TagPage:
         client = self._upstreams.client(route.rule)

@@ -11,14 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from pullthrough.cache.interprocess import exclusive
 from pullthrough.cache.memo import ManifestMemo
 from pullthrough.cache.negative import NegativeCache
+from pullthrough.cache.pulls import PullRecorder
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
+from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.errors import (
     ManifestUnknown,
@@ -33,6 +33,7 @@ from pullthrough.oci import mediatypes
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import parse_manifest
 from pullthrough.oci.names import TAG_GRAMMAR, is_tag
+from pullthrough.storage.locks import Locks, holding
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,19 @@ class ManifestAnswer:
 
 
 class ManifestCache:
-    def __init__(self, metadata: MetadataStore, upstreams: Upstreams, lock_dir: Path) -> None:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        upstreams: Upstreams,
+        locks: Locks,
+        pulls: PullRecorder,
+        stats: StatsRecorder,
+    ) -> None:
         self._metadata = metadata
-        # Worker processes coalesce upstream requests through locks in this directory.
-        self._lock_dir = lock_dir
+        # Worker processes coalesce upstream requests through these locks.
+        self._locks = locks
+        self._pulls = pulls
+        self._stats = stats
         self._upstreams = upstreams
         self._flights: SingleFlight[StoredManifest] = SingleFlight()
         self._answers: SingleFlight[ManifestAnswer] = SingleFlight()
@@ -92,6 +102,18 @@ class ManifestCache:
         may_import(f"{route.repository}:{reference} as {', '.join(sorted(accepted or ()))}")
         return await self._for_narrow_accept(route, reference, accepted or frozenset())
 
+    async def served(self, route: Route, answer: ManifestAnswer, *, with_body: bool) -> None:
+        """Count a pull of the manifest `get` answered; with its body sent (a GET, not a HEAD),
+        count its bytes as a hit or a miss too."""
+        manifest = answer.manifest
+        repository_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
+        self._pulls.record(repository_id, manifest.digest)
+        if with_body:
+            if answer.cache == "miss":
+                self._stats.miss(route.rule.prefix, len(manifest.content))
+            else:
+                self._stats.hit(route.rule.prefix, len(manifest.content))
+
     async def _by_digest(
         self, route: Route, digest: str, may_import: ImportCheck
     ) -> ManifestAnswer:
@@ -108,7 +130,7 @@ class ManifestCache:
         return await self._answers.run(key, lambda: self._fetch_digest(route, digest))
 
     async def _fetch_digest(self, route: Route, digest: str) -> ManifestAnswer:
-        async with exclusive(self._lock_dir, "manifest", route.repository, digest):
+        async with holding(self._locks.named("manifest", route.repository, digest)):
             stored = await self._metadata.manifest_in_repository(route.repository, digest)
             if stored is not None:  # another worker fetched it while we waited
                 return ManifestAnswer(stored, "hit")
@@ -135,7 +157,7 @@ class ManifestCache:
         return answer
 
     async def _refresh_tag(self, route: Route, tag: str) -> ManifestAnswer:
-        async with exclusive(self._lock_dir, "tag", route.repository, tag):
+        async with holding(self._locks.named("tag", route.repository, tag)):
             tagged = await self._metadata.tag(route.repository, tag)
             if tagged is not None and time.time() - tagged.checked_at < route.rule.tag_ttl:
                 return ManifestAnswer(tagged.manifest, "hit")  # another worker refreshed it

@@ -27,6 +27,7 @@ from pullthrough.metadata.store import MetadataStore
 from pullthrough.metadata.upstream_health import UpstreamHealthStore
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import DataLayout
+from pullthrough.storage.locks import FileLocks
 from pullthrough.storage.opening import open_blob_storage
 from pullthrough.upstream.credentials import CredentialSource, EnvCredentialSource
 
@@ -70,8 +71,12 @@ async def open_cache(
         upstreams = Upstreams(
             session, settings, credentials or EnvCredentialSource(), metadata, health, secrets
         )
-        manifests = ManifestCache(metadata, upstreams, layout.temp_dir)
-        blobs = BlobCache(metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline)
+        # The one lock set of this data directory: fills, tag refreshes, manifest fetches.
+        locks = FileLocks(layout.temp_dir)
+        manifests = ManifestCache(metadata, upstreams, locks, pulls, stats)
+        blobs = BlobCache(
+            metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline, locks, stats
+        )
         for recorder in (pulls, stats, health):
             recorder.start()
         yield PullThroughCache(

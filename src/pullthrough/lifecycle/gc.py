@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pullthrough.cache.interprocess import FileLock, fill_paths
 from pullthrough.errors import DigestInvalid
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
+from pullthrough.storage.locks import ExclusiveLock, FileLocks
 
 log = logging.getLogger(__name__)
 
@@ -127,48 +127,43 @@ async def _remove_file(
 ) -> int | None:
     """Remove the blob's file unless it has a row again or a fill holds its lock (None then);
     with `older_than`, only a file last written before that time. The bytes removed otherwise.
+
+    The blob's fill lock is held for as short a time as possible: a worker that finds it taken
+    looks for the committed file instead of starting a fill.
     """
     if await space.blobs_present([str(digest)]):
         return None  # a fill committed it again: the file is the blob's
     key = blob_key(digest.algorithm, digest.hex)
-    lock_path = fill_paths(spool_dir, digest.algorithm, digest.hex)[0] if spool_dir else None
     path = driver.local_path(key)
-    if path is not None:
-        return await asyncio.to_thread(_unlink_unless_filling, path, lock_path, older_than)
-    if older_than is not None:
+    if path is None and older_than is not None:
         return None  # no way to tell the object's age on this driver
-    lock = FileLock(lock_path) if lock_path is not None else None
-    if lock is not None and not await asyncio.to_thread(lock.try_acquire):
-        return None
+    lock: ExclusiveLock | None = None
+    if spool_dir is not None:
+        lock = FileLocks(spool_dir).blob_fill(digest.algorithm, digest.hex)
+        if not await lock.try_acquire():
+            return None  # a fill is running: the file it renames into place will be the blob
     try:
+        if path is not None:
+            return await asyncio.to_thread(_unlink_unless_newer, path, older_than)
         size = await driver.size(key) or 0
         await driver.delete(key)
         return size
     finally:
         if lock is not None:
-            lock.release()
+            await lock.release()
 
 
-def _unlink_unless_filling(
-    path: Path, lock_path: Path | None, older_than: float | None
-) -> int | None:
-    """Unlink `path` holding the blob's fill lock, for as short a time as possible: a worker
-    that finds the lock taken looks for the committed file instead of starting a fill."""
-    lock = FileLock(lock_path) if lock_path is not None else None
-    if lock is not None and not lock.try_acquire():
-        return None  # a fill is running: the file it renames into place will be the blob
+def _unlink_unless_newer(path: Path, older_than: float | None) -> int | None:
+    """Unlink `path` (its size; 0 when it is gone already), unless it was written at or after
+    `older_than` (None then)."""
     try:
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            return 0
-        if older_than is not None and stat.st_mtime >= older_than:
-            return None  # a fill renamed a fresh copy into place meanwhile
-        os.unlink(path)
-        return stat.st_size
-    finally:
-        if lock is not None:
-            lock.release()
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return 0
+    if older_than is not None and stat.st_mtime >= older_than:
+        return None  # a fill renamed a fresh copy into place meanwhile
+    os.unlink(path)
+    return stat.st_size
 
 
 async def _modified_at(driver: BlobDriver, key: str) -> float | None:

@@ -1,4 +1,5 @@
-"""A blob that is still arriving: read it while it grows, never past what is verified.
+"""A fill as its readers see it, in the process that downloads the blob or in one that follows:
+read it while it grows, never past what is verified.
 
 Readers never get the last byte before the digest is verified, so a client cannot receive a
 complete wrong blob: on a mismatch every reader's stream fails short of the end.
@@ -10,33 +11,27 @@ import asyncio
 import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from enum import Enum
 from pathlib import Path
 
+from pullthrough.cache.fill.state import FillState
 from pullthrough.errors import RegistryError, UpstreamUnavailable
 from pullthrough.oci.digest import Digest
 
 READ_CHUNK = 1 << 20
 
 
-class FillState(Enum):
-    RUNNING = "running"
-    COMMITTED = "committed"
-    FAILED = "failed"
-
-
-class GrowingBlob(ABC):
+class Fill(ABC):
     digest: Digest
     repository: str
     size: int | None
     state: FillState
-    # Every byte arrived and the digest matched: readers may have them all, even before the
-    # commit (fsync, rename) is done, and even if that commit then fails.
-    verified: bool = False
     error: RegistryError | None
     spool_path: Path
     # Where the blob lives once committed, for a reader that opens after the rename.
     committed_path: Path | None
+    # The fill reached VERIFIED: readers may have every byte, even before the commit is done
+    # and even if that commit then fails (the state is FAILED then).
+    _bytes_verified: bool = False
 
     @abstractmethod
     async def wait_started(self) -> None:
@@ -44,9 +39,9 @@ class GrowingBlob(ABC):
 
     async def wait_done(self) -> None:
         """Wait until every byte is verified; raise the fill's error if it failed first."""
-        while self.state is FillState.RUNNING and not self.verified:
+        while self.state is FillState.RUNNING:
             await self._wait_change()
-        if self.error is not None and not self.verified:
+        if self.error is not None and not self._bytes_verified:
             raise self.error
 
     @abstractmethod
@@ -69,7 +64,7 @@ class GrowingBlob(ABC):
             position = start
             while end is None or position < end:
                 state = self.state
-                complete = self.verified or state is FillState.COMMITTED
+                complete = self._bytes_verified or state is FillState.COMMITTED
                 if state is FillState.FAILED and not complete:
                     assert self.error is not None
                     raise self.error

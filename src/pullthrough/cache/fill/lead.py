@@ -1,8 +1,9 @@
-"""A blob fill: one upstream download, hashed as it lands in a spool file, committed only if
-its digest and size match, and readable by any number of clients while it grows.
+"""The fill in the process that downloads the blob: one upstream download, hashed as it lands
+in a spool file, committed to storage and metadata only if its digest and size match, and
+readable by any number of clients while it grows.
 
-Readers never see the last byte before the digest is verified, so a client cannot receive a
-complete wrong blob: on a mismatch every reader's stream fails short of the end.
+While it runs it holds the blob's fill lock and keeps the fill record (`state.py`) up to date,
+so that other worker processes follow it (`follow.py`) instead of downloading the blob again.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pullthrough.cache.growing import READ_CHUNK, FillState, GrowingBlob
-from pullthrough.cache.interprocess import FileLock, FillRecord, FillStateName
-from pullthrough.cache.spool import SpoolWriter
+from pullthrough.cache.fill.reading import READ_CHUNK, Fill
+from pullthrough.cache.fill.spool import SpoolWriter
+from pullthrough.cache.fill.state import FillRecord, FillState
 from pullthrough.errors import (
     RegistryError,
     UpstreamInvalid,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
+from pullthrough.storage.driver import BlobDriver
+from pullthrough.storage.layout import blob_key
+from pullthrough.storage.locks import ExclusiveLock
 from pullthrough.upstream.client import RegistryClient
 
 log = logging.getLogger(__name__)
@@ -36,30 +40,32 @@ FAILED_RECORD_SECONDS = 5.0
 # How often a broken upstream body is resumed with a Range request before the fill gives up.
 RESUME_ATTEMPTS = 5
 
-Commit = Callable[[Path, int], Awaitable[None]]
 
-
-class BlobFill(GrowingBlob):
+class LeadFill(Fill):
     def __init__(
         self,
         *,
         digest: Digest,
         repository: str,
+        rule_prefix: str,
         upstream_repository: str,
         client: RegistryClient,
         spool_dir: Path,
-        commit: Commit,
+        driver: BlobDriver,
+        metadata: MetadataStore,
         final_path: Path | None,
         deadline: float,
-        lock: FileLock | None = None,
+        lock: ExclusiveLock | None = None,
         record_path: Path | None = None,
     ) -> None:
         self.digest = digest
         self.repository = repository
+        self._rule_prefix = rule_prefix
         self._upstream_repository = upstream_repository
         self._client = client
         self.spool_path = spool_dir / f"{digest.hex[:16]}-{uuid.uuid4().hex}.part"
-        self._commit = commit
+        self._driver = driver
+        self._metadata = metadata
         self._deadline = deadline
         self.size: int | None = None
         self.written = 0
@@ -102,11 +108,12 @@ class BlobFill(GrowingBlob):
             self._verify(hasher.hexdigest())
             # The bytes are proven right: readers may have the last one now, while the
             # durable commit (fsync, rename, record) goes on.
-            self.verified = True
+            self.state = FillState.VERIFIED
+            self._bytes_verified = True
             self._notify()
             await asyncio.to_thread(self._publish)
             await asyncio.to_thread(os.fsync, fd)
-            await self._commit(self.spool_path, self.written)
+            await self._commit()
         except RegistryError as exc:
             self._fail(exc)
         except TimeoutError:
@@ -133,7 +140,7 @@ class BlobFill(GrowingBlob):
                     os.unlink(self.spool_path)
             self._publish()
             if self._lock is not None:
-                self._lock.release()
+                await self._lock.release()
             if self.state is FillState.COMMITTED and self._record_path is not None:
                 # Followers that miss the record find the committed blob instead.
                 with contextlib.suppress(FileNotFoundError):
@@ -151,20 +158,24 @@ class BlobFill(GrowingBlob):
         """Tell followers in other worker processes where this fill stands."""
         if self._record_path is None:
             return
-        state: FillStateName = "verified" if self.verified else "running"
-        if self.state is FillState.COMMITTED:
-            state = "committed"
-        elif self.state is FillState.FAILED:
-            state = "failed"
         FillRecord(
             spool=self.spool_path.name,
             size=self.size,
             repository=self.repository,
-            state=state,
+            state=self.state,
             error_type=FillRecord.error_type_of(self.error) if self.error else None,
             error_message=self.error.message if self.error else None,
             error_headers=self.error.headers if self.error else {},
         ).write(self._record_path)
+
+    async def _commit(self) -> None:
+        """Store the verified spool file as the blob, then record it in the metadata."""
+        await self._driver.put_file(
+            blob_key(self.digest.algorithm, self.digest.hex), self.spool_path
+        )
+        # The repository is created with its first content, not by a fill that fails.
+        repo_id = await self._metadata.repository_id(self.repository, self._rule_prefix)
+        await self._metadata.save_blob(str(self.digest), self.written, repo_id)
 
     def _fail(self, error: RegistryError) -> None:
         self.state = FillState.FAILED

@@ -1,8 +1,8 @@
-"""Following a blob fill that another worker process is doing.
+"""The fill as a process that follows another one sees it: the other worker process downloads.
 
-The other worker holds the blob's lock, writes the spool file, and publishes a `FillRecord`
-(see `interprocess.py`). A follower reads the same spool file as it grows and learns the end
-from the record, the committed file, or — if the other worker died — the lock coming free.
+The other worker holds the blob's fill lock, writes the spool file, and publishes a `FillRecord`
+(see `state.py`). A follower reads the same spool file as it grows and learns the end from the
+record, the committed file, or — if the other worker died — the lock coming free.
 """
 
 from __future__ import annotations
@@ -12,21 +12,22 @@ import os
 import time
 from pathlib import Path
 
-from pullthrough.cache.growing import FillState, GrowingBlob
-from pullthrough.cache.interprocess import POLL_SECONDS, FileLock, FillRecord
+from pullthrough.cache.fill.reading import Fill
+from pullthrough.cache.fill.state import POLL_SECONDS, FillRecord, FillState
 from pullthrough.errors import RegistryError, UpstreamTimeout, UpstreamUnavailable
 from pullthrough.oci.digest import Digest
+from pullthrough.storage.locks import ExclusiveLock
 
 # How often a follower checks that the worker it follows is still alive.
 LIVENESS_SECONDS = 0.5
 
 
-class FollowedFill(GrowingBlob):
+class FollowFill(Fill):
     def __init__(
         self,
         *,
         digest: Digest,
-        lock_path: Path,
+        lock: ExclusiveLock,
         record_path: Path,
         final_path: Path,
         deadline: float,
@@ -38,7 +39,8 @@ class FollowedFill(GrowingBlob):
         self.error = None
         self.spool_path = record_path  # replaced once the record names the spool
         self.committed_path = final_path
-        self._lock_path = lock_path
+        # The lock the leading worker holds: free again once it is gone.
+        self._lock = lock
         self._record_path = record_path
         self._deadline = time.monotonic() + deadline
         self._last_liveness_check = time.monotonic()
@@ -50,7 +52,7 @@ class FollowedFill(GrowingBlob):
             record = FillRecord.read(self._record_path)
             # A failure recorded before we came is an earlier fill's: wait for the new one.
             if record is not None and (
-                record.state != "failed" or record.updated_at >= attached_at
+                record.state is not FillState.FAILED or record.updated_at >= attached_at
             ):
                 self._apply(record)
                 return True
@@ -60,7 +62,7 @@ class FollowedFill(GrowingBlob):
                 # record path (after garbage collection, say), and it is not the blob.
                 self.spool_path = self.committed_path  # type: ignore[assignment]
                 return True
-            if self._leader_gone():
+            if await self._leader_gone():
                 return False
             await asyncio.sleep(POLL_SECONDS)
 
@@ -68,13 +70,12 @@ class FollowedFill(GrowingBlob):
         self.repository = record.repository
         self.size = record.size
         self.spool_path = self._record_path.parent / record.spool
-        if record.state in ("verified", "committed"):
-            self.verified = True
-        if record.state == "committed":
-            self.state = FillState.COMMITTED
-        elif record.state == "failed":
-            self.state = FillState.FAILED
+        if record.state in (FillState.VERIFIED, FillState.COMMITTED):
+            self._bytes_verified = True
+        if record.state is FillState.FAILED:
             self.error = record.error()
+        if record.state is not FillState.RUNNING:
+            self.state = record.state
 
     def _committed(self) -> bool:
         try:
@@ -83,8 +84,8 @@ class FollowedFill(GrowingBlob):
             return False
         return self.size is None or size == self.size
 
-    def _leader_gone(self) -> bool:
-        return FileLock(self._lock_path).is_free()
+    async def _leader_gone(self) -> bool:
+        return await self._lock.is_free()
 
     async def wait_started(self) -> None:
         if self.state is FillState.FAILED:
@@ -99,7 +100,7 @@ class FollowedFill(GrowingBlob):
         record = FillRecord.read(self._record_path)
         if record is not None and record.spool == self.spool_path.name:
             self._apply(record)
-        if self.state is not FillState.RUNNING:
+        if self.state not in (FillState.RUNNING, FillState.VERIFIED):
             return
         if self._committed():
             self.state = FillState.COMMITTED
@@ -109,9 +110,9 @@ class FollowedFill(GrowingBlob):
             self._fail(UpstreamTimeout(f"the fill of {self.digest} in another worker timed out"))
         elif now - self._last_liveness_check > LIVENESS_SECONDS:
             self._last_liveness_check = now
-            if self._leader_gone() and not self._committed():
+            if await self._leader_gone() and not self._committed():
                 record = FillRecord.read(self._record_path)
-                if record is not None and record.state != "running":
+                if record is not None and record.state is not FillState.RUNNING:
                     self._apply(record)
                 else:
                     self._fail(

@@ -1,0 +1,12 @@
+"""One blob download, from upstream into storage, readable by clients while it arrives.
+
+- `state.py`: the fill's states (`FillState`) and the record that publishes them to other
+  worker processes;
+- `lead.py`: `LeadFill`, the fill in the process that downloads: spool, verify, commit;
+- `follow.py`: `FollowFill`, the fill as another worker process that follows it sees it;
+- `reading.py`: `Fill`, what both are to a reader: bytes as they grow, the last one only once
+  verified;
+- `spool.py`: writing and hashing the bytes off the event loop.
+
+`cache/blobs.py` decides which of the two a request gets (the lock of `storage/locks.py` does).
+"""

@@ -1,0 +1,89 @@
+"""Where a fill stands: one enum, and the record that tells other worker processes.
+
+A fill goes RUNNING → VERIFIED → COMMITTED, or ends FAILED from RUNNING or VERIFIED:
+
+- RUNNING: bytes are arriving; readers get all but the last one.
+- VERIFIED: every byte arrived and the digest matched; readers may have them all, while the
+  durable commit (fsync, rename, metadata row) goes on.
+- COMMITTED: the blob is in storage and in the metadata; the spool file is renamed away.
+- FAILED: the fill's error says why. A fill that failed only in its commit had verified its
+  bytes, so readers that were reading it still get every byte.
+
+The process that downloads a blob holds its fill lock (`storage/locks.py`) and publishes a
+small record beside the spool file, so that processes following it know where the bytes are,
+how many there will be, and how the fill ended:
+
+    <data_dir>/tmp/
+    ├── sha256-<hex>.lock          held by the process filling the blob
+    ├── sha256-<hex>.fill          FillRecord: {"spool", "size", "repository", "state", "error…"}
+    └── <hex16>-<random>.part      the bytes so far
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from pullthrough import errors
+from pullthrough.errors import RegistryError, UpstreamUnavailable
+
+# How often a follower looks at the spool file and the record again.
+POLL_SECONDS = 0.01
+
+
+class FillState(Enum):
+    RUNNING = "running"
+    VERIFIED = "verified"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+def record_path(spool_dir: Path, algorithm: str, hex_digest: str) -> Path:
+    """The record file of the fill of one blob."""
+    return spool_dir / f"{algorithm}-{hex_digest}.fill"
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """A fill as the process that downloads it publishes it; the state is stored by value."""
+
+    spool: str
+    size: int | None
+    repository: str
+    state: FillState = FillState.RUNNING
+    error_type: str | None = None
+    error_message: str | None = None
+    error_headers: dict[str, str] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+    @staticmethod
+    def error_type_of(error: RegistryError) -> str:
+        """The public class in `pullthrough.errors` nearest to `error`'s own (which may be a
+        private subclass, like the upstream client's 429)."""
+        return next(c.__name__ for c in type(error).__mro__ if c.__module__ == errors.__name__)
+
+    def error(self) -> RegistryError:
+        error_class = getattr(errors, self.error_type or "", None)
+        if not (isinstance(error_class, type) and issubclass(error_class, RegistryError)):
+            error_class = UpstreamUnavailable
+        return error_class(
+            self.error_message or "the fill in another worker failed", headers=self.error_headers
+        )
+
+    def write(self, path: Path) -> None:
+        temporary = path.with_suffix(".fill-new")
+        fields = {**asdict(self), "state": self.state.value, "updated_at": time.time()}
+        temporary.write_text(json.dumps(fields))
+        os.replace(temporary, path)
+
+    @classmethod
+    def read(cls, path: Path) -> FillRecord | None:
+        try:
+            fields = json.loads(path.read_text())
+            return cls(**{**fields, "state": FillState(fields.get("state", "running"))})
+        except (FileNotFoundError, ValueError, TypeError, AttributeError):
+            return None
