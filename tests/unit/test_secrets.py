@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from pullthrough.access.sealing import KEY_ENV, KEY_FILE, SecretKeySource
+from pullthrough.access.sealing import KEY_ENV, SecretKeySource
 from pullthrough.access.secrets import (
     SecretError,
     SecretStore,
@@ -22,6 +22,7 @@ from pullthrough.access.secrets import (
 )
 from pullthrough.metadata import schema
 from pullthrough.metadata.store import MetadataStore
+from pullthrough.storage.layout import DataLayout
 from pullthrough.upstream.credentials import Credential
 
 PASSWORD = "dckr_pat_Sup3rSecret-value"
@@ -98,7 +99,7 @@ async def test_a_stored_secret_without_any_key_says_where_the_key_should_be(
 
     with pytest.raises(SecretUnreadable, match="there is no key to open it") as caught:
         await store_with(metadata, tmp_path / "two").get("hub")
-    assert str(tmp_path / "two" / KEY_FILE) in str(caught.value)
+    assert str(DataLayout(tmp_path / "two").secret_key_file) in str(caught.value)
 
 
 async def test_tampered_ciphertext_fails_authentication(
@@ -143,7 +144,7 @@ async def test_the_key_file_is_created_0600_on_first_put(
 ) -> None:
     data_dir = tmp_path / "data"
     store = store_with(metadata, data_dir)
-    key_file = data_dir / KEY_FILE
+    key_file = DataLayout(data_dir).secret_key_file
     assert not key_file.exists()
     await store.get("hub")  # reading creates nothing
     assert not key_file.exists()
@@ -165,13 +166,13 @@ async def test_a_key_file_others_can_read_is_refused(
     metadata: MetadataStore, tmp_path: Path, mode: int
 ) -> None:
     await store_with(metadata, tmp_path).put("hub", CREDENTIAL)
-    (tmp_path / KEY_FILE).chmod(mode)
+    DataLayout(tmp_path).secret_key_file.chmod(mode)
 
     with pytest.raises(SecretError) as caught:
         await store_with(metadata, tmp_path).get("hub")
 
     assert f"mode {mode:04o}" in str(caught.value)
-    assert f"chmod 600 {tmp_path / KEY_FILE}" in str(caught.value)
+    assert f"chmod 600 {DataLayout(tmp_path).secret_key_file}" in str(caught.value)
 
 
 async def test_the_environment_key_wins_and_no_key_file_is_made(
@@ -180,7 +181,7 @@ async def test_the_environment_key_wins_and_no_key_file_is_made(
     key = new_key()
     await store_with(metadata, tmp_path, key).put("hub", CREDENTIAL)
 
-    assert not (tmp_path / KEY_FILE).exists()
+    assert not DataLayout(tmp_path).secret_key_file.exists()
     assert await store_with(metadata, tmp_path, key).get("hub") == CREDENTIAL
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from pullthrough.storage.layout import DataLayout
+
 KEY_ENV = "PULLTHROUGH_SECRET_KEY"
-KEY_FILE = "secret.key"
 KEY_BYTES = 32
 NONCE_BYTES = 12  # 96 bits, random per write: AES-GCM's recommended nonce size
 _MAKE_KEY = "`openssl rand -base64 32`"
@@ -74,7 +75,7 @@ class SecretKeySource:
     """
 
     def __init__(self, data_dir: Path, environ: Mapping[str, str] | None = None) -> None:
-        self.key_file = data_dir / KEY_FILE
+        self.key_file = DataLayout(data_dir).secret_key_file
         self._environ = environ
         self._key: SecretKey | None = None
 

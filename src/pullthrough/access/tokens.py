@@ -24,9 +24,9 @@ import jwt
 
 from pullthrough.access.registry_policy.document import Principal
 from pullthrough.errors import Unauthorized
+from pullthrough.storage.layout import DataLayout
 
 Purpose = Literal["registry", "login"]
-KEY_FILE = "token.key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ class VerifiedToken:
 
 def load_or_create_key(data_dir: Path) -> bytes:
     """The signing key, created (0600) on first use; shared by every worker of one server."""
-    path = data_dir / KEY_FILE
+    path = DataLayout(data_dir).token_key_file
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -1,17 +1,20 @@
-"""The one place that builds paths under the data directory.
+"""The one place that names what lies directly under the data directory.
 
     <data_dir>/
     ├── metadata.sqlite          SQLite metadata (when no database URL is configured)
     ├── secret.key               AES-GCM key of the upstream secret store (0600)
     ├── token.key                HS256 key signing client tokens (0600)
-    ├── tmp/                     fills in progress: <random>.part, emptied at start
+    ├── tmp/                     fills in progress (<random>.part) and lock files (<name>.lock);
+    │                            emptied at start
     └── blobs/                   content-addressed, immutable once renamed into place
         └── sha256/
             └── ab/              first two hex digits, so no directory grows too large
                 └── ab12…ef      the blob's bytes, exactly; the name is its digest's hex
 
-A blob file only ever appears by an atomic rename of a verified, fsynced temp file, so a file
-under blobs/ is always complete. Manifests live in the metadata database, not here.
+Inside tmp/, the fill spool and the file locks (storage/locks.py) name their own files; a blob's
+key under blobs/ is `blob_key`, which the filesystem driver joins to `blob_root`. A blob file only
+ever appears by an atomic rename of a verified, fsynced temp file, so a file under blobs/ is
+always complete. Manifests live in the metadata database, not here.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ class DataLayout:
     @property
     def metadata_file(self) -> Path:
         return self.root / "metadata.sqlite"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.root / "secret.key"
+
+    @property
+    def token_key_file(self) -> Path:
+        return self.root / "token.key"
 
     @property
     def temp_dir(self) -> Path:
