@@ -104,11 +104,11 @@ async def recover(settings: Settings) -> tuple[int, int]:
     driver = open_blob_storage(settings)
     async with metadata_for(settings) as metadata:
         missing = []
-        for digest, size in await metadata.stored_blobs():
+        for digest, size in await metadata.blobs.stored():
             algorithm, _, hex_digest = digest.partition(":")
             if await driver.size(blob_key(algorithm, hex_digest)) != size:
                 missing.append(digest)
-        await metadata.forget_blobs(missing)
+        await metadata.blobs.forget(missing)
     if removed or missing:
         log.warning(
             "recovered data directory: removed %d leftover spool files, forgot %d blobs whose "

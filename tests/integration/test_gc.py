@@ -242,7 +242,7 @@ async def test_gc_in_a_loop_while_twenty_clients_pull_loses_nothing_and_leaves_n
         assert not missing, f"referenced blobs missing from disk: {sorted(missing)}"
         for digest in referenced:
             assert sha256(stored[digest].read_bytes()) == digest
-        assert referenced <= dict(await metadata.stored_blobs()).keys()
+        assert referenced <= dict(await metadata.blobs.stored()).keys()
 
         # After one more grace period and collection, nothing unreferenced is left.
         await asyncio.sleep(GRACE + 0.2)
@@ -251,6 +251,6 @@ async def test_gc_in_a_loop_while_twenty_clients_pull_loses_nothing_and_leaves_n
         await collect_garbage(space, driver, GRACE, spool_dir=layout.temp_dir)
         leftover = files_on_disk(layout).keys() - referenced
         assert not leftover, f"unreferenced blobs left on disk: {sorted(leftover)}"
-        assert set(dict(await metadata.stored_blobs())) == referenced
+        assert set(dict(await metadata.blobs.stored())) == referenced
     finally:
         await metadata.close()

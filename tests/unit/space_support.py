@@ -64,7 +64,7 @@ class Builder:
         self.metadata = metadata
 
     async def repo(self, name: str) -> int:
-        return await self.metadata.repository_id(name, name.split("/")[0])
+        return await self.metadata.repositories.id(name, name.split("/")[0])
 
     async def image(
         self, repository: str, name: str, blobs: dict[str, int], tag: str | None = None
@@ -91,15 +91,15 @@ class Builder:
     ) -> str:
         repository_id = await self.repo(repository)
         digest = digest_of(name)
-        await self.metadata.save_manifest(repository_id, digest, name.encode(), parsed)
+        await self.metadata.manifests.save(repository_id, digest, name.encode(), parsed)
         if tag is not None:
-            await self.metadata.set_tag(repository_id, tag, digest, 1000.0)
+            await self.metadata.manifests.set_tag(repository_id, tag, digest, 1000.0)
         return digest
 
     async def blob(self, repository: str, name: str, size: int) -> str:
         """Record a stored blob (as a committed fill does)."""
         digest = digest_of(name)
-        await self.metadata.save_blob(digest, size, await self.repo(repository))
+        await self.metadata.blobs.save(digest, size, await self.repo(repository))
         return digest
 
 

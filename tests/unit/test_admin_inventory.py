@@ -62,19 +62,19 @@ def _index(children: dict[str, str]) -> bytes:
 
 
 async def _save(metadata: MetadataStore, repository: str, content: bytes, tag: str | None) -> str:
-    repository_id = await metadata.repository_id(repository, "up")
+    repository_id = await metadata.repositories.id(repository, "up")
     digest = "sha256:" + hashlib.sha256(content).hexdigest()
     parsed = parse_manifest(content, None)
-    await metadata.save_manifest(repository_id, digest, content, parsed)
+    await metadata.manifests.save(repository_id, digest, content, parsed)
     if tag is not None:
-        await metadata.set_tag(repository_id, tag, digest, 1000.0)
+        await metadata.manifests.set_tag(repository_id, tag, digest, 1000.0)
     return digest
 
 
 async def _stored(metadata: MetadataStore, repository: str, blobs: dict[str, int]) -> None:
-    repository_id = await metadata.repository_id(repository, "up")
+    repository_id = await metadata.repositories.id(repository, "up")
     for name, size in blobs.items():
-        await metadata.save_blob(digest_of(name), size, repository_id)
+        await metadata.blobs.save(digest_of(name), size, repository_id)
 
 
 async def test_repositories_images_and_tags(metadata: MetadataStore) -> None:
@@ -83,9 +83,11 @@ async def test_repositories_images_and_tags(metadata: MetadataStore) -> None:
     amd64 = await _save(metadata, MULTI, _image("amd-config", {"m1": 1000, "shared": 7}), None)
     arm64 = await _save(metadata, MULTI, _image("arm-config", {"m2": 2000, "shared": 7}), None)
     index = await _save(metadata, MULTI, _index({amd64: "linux/amd64", arm64: "linux/arm64"}), "1")
-    await metadata.set_tag(await metadata.repository_id(MULTI, "up"), "latest", index, 2000.0)
+    await metadata.manifests.set_tag(
+        await metadata.repositories.id(MULTI, "up"), "latest", index, 2000.0
+    )
     await _stored(metadata, MULTI, {"amd-config": 10, "m1": 1000, "shared": 7})  # amd64 only
-    multi_id = await metadata.repository_id(MULTI, "up")
+    multi_id = await metadata.repositories.id(MULTI, "up")
     await SpaceStore(metadata.engine).record_pulls(
         {(multi_id, index): (5000.0, 3), (multi_id, amd64): (5001.0, 2)}
     )
@@ -131,7 +133,7 @@ async def test_repositories_images_and_tags(metadata: MetadataStore) -> None:
     assert await inventory.tags("up/none") is None
 
     assert await inventory.image_count() == 2
-    assert (await metadata.cache_totals()).repositories == 2
+    assert (await Inventory(metadata.engine).totals()).repositories == 2
 
 
 def test_platform_names() -> None:

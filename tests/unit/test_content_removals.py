@@ -11,10 +11,12 @@ from pullthrough.cache.memo import ManifestMemo
 from pullthrough.config import RuleConfig
 from pullthrough.lifecycle.gc import collect_garbage
 from pullthrough.metadata.inventory import Inventory
+from pullthrough.metadata.manifests import StoredManifest, TaggedManifest
+from pullthrough.metadata.repositories import RepositoryStore
 from pullthrough.metadata.revisions import CONTENT, Revisions
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.space import SpaceStore
-from pullthrough.metadata.store import MetadataStore, StoredManifest, TaggedManifest
+from pullthrough.metadata.store import MetadataStore
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout
 from tests.unit import space_support
@@ -98,8 +100,8 @@ async def test_listings_count_only_repositories_that_hold_something(
     await build.repo("up/never-filled")  # what a failed pull made before
     await space.expire("up/emptied", [emptied])
 
-    assert await metadata.catalog(None, None) == ["up/kept"]
-    assert (await metadata.cache_totals()).repositories == 1
+    assert await metadata.repositories.catalog(None, None) == ["up/kept"]
+    assert (await Inventory(metadata.engine).totals()).repositories == 1
     inventory = Inventory(metadata.engine)
     assert [r.name for r in await inventory.repositories()] == ["up/kept"]
     assert await inventory.repository("up/emptied") is None
@@ -119,7 +121,8 @@ async def test_collection_drops_the_repositories_of_deleted_rules(
     for name, size in (("gone-layer", 10), ("shared", 5)):
         await build.blob("gone/app", name, size)
     metadata.revisions = Revisions(metadata.engine, interval=0)  # no 0.5 s bound in a test
-    old_id = await metadata.repository_id("gone/app", "gone")
+    metadata.repositories = RepositoryStore(metadata.engine, metadata.revisions)
+    old_id = await metadata.repositories.id("gone/app", "gone")
 
     await rules.delete("gone")
     assert await space.repositories_without_rule() == ["gone/app"]
@@ -131,9 +134,9 @@ async def test_collection_drops_the_repositories_of_deleted_rules(
     assert report.repositories_dropped == ("gone/app",)
     assert report.blobs_deleted == 1  # gone-layer; `shared` is still referenced by up/app
     assert [name for _, name in await space.repositories()] == ["up/app"]
-    assert await metadata.tag("gone/app", "v1") is None
+    assert await metadata.manifests.tag("gone/app", "v1") is None
     # A worker's pulls of it, counted just before, are flushed after: they are left out.
-    up_id = await metadata.repository_id("up/app", "up")
+    up_id = await metadata.repositories.id("up/app", "up")
     up_image = [image.digest for image in await space.images("up/app")]
     await space.record_pulls(
         {(old_id, "sha256:" + "c" * 64): (1.0, 1), (up_id, up_image[0]): (2.0, 3)}
@@ -142,7 +145,7 @@ async def test_collection_drops_the_repositories_of_deleted_rules(
     assert pulled.last_pulled_at == 2.0
     # A rule made again with the prefix starts an empty repository under a new id.
     await rules.create(GONE)
-    assert await metadata.repository_id("gone/app", "gone") != old_id
+    assert await metadata.repositories.id("gone/app", "gone") != old_id
 
 
 async def test_a_rule_made_again_before_the_collection_keeps_its_repositories(
@@ -155,4 +158,4 @@ async def test_a_rule_made_again_before_the_collection_keeps_its_repositories(
     [name] = await space.repositories_without_rule()
     await rules.create(GONE)
     assert await space.drop_repository_without_rule(name) is None
-    assert await metadata.tag("gone/app", "v1") is not None
+    assert await metadata.manifests.tag("gone/app", "v1") is not None

@@ -12,9 +12,9 @@ import random
 from typing import Any
 
 import pytest
-from pullthrough.lifecycle.images import CachedImage
 
 from pullthrough.lifecycle.lifecycle_policy import Expiry, LifecyclePolicy
+from pullthrough.metadata.images import CachedImage
 
 NOW = 1_750_000_000.0
 DAY = 86_400.0

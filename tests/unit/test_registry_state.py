@@ -12,7 +12,7 @@ from pullthrough.config import RuleConfig
 from pullthrough.metadata.rules import RuleConflict, RuleStore
 from pullthrough.metadata.stats import CacheStatsStore, RuleStats
 from pullthrough.metadata.store import MetadataStore
-from pullthrough.metadata.upstream_health import UpstreamHealth, UpstreamHealthStore
+from pullthrough.metadata.upstream_state import UpstreamHealth
 from tests.unit.space_support import metadata
 
 __all__ = ["metadata"]
@@ -109,21 +109,21 @@ async def test_statistics_add_up_over_recorders(metadata: MetadataStore) -> None
 async def test_upstream_health_keeps_the_latest_success_and_error(
     metadata: MetadataStore,
 ) -> None:
-    store = UpstreamHealthStore(metadata.engine)
+    store = metadata.upstreams
     clock = iter([10.0, 20.0, 30.0, 40.0])
     recorder = HealthRecorder(store, clock=lambda: next(clock))
     recorder.succeeded("ghcr")  # 10
     recorder.failed("ghcr", "ghcr (ghcr.io) timed out")  # 20
     recorder.failed("quay", "quay (quay.io) refused the connection")  # 30
     await recorder.flush()
-    health = await store.all()
+    health = await store.health()
     assert health["ghcr"] == UpstreamHealth(10.0, "ghcr (ghcr.io) timed out", 20.0)
     assert health["ghcr"].reachable is False
     assert health["quay"].reachable is False
 
     recorder.succeeded("ghcr")  # 40: it answers again; the last error is still shown
     await recorder.flush()
-    health = await store.all()
+    health = await store.health()
     assert health["ghcr"] == UpstreamHealth(40.0, "ghcr (ghcr.io) timed out", 20.0)
     assert health["ghcr"].reachable is True
     assert UpstreamHealth().reachable is None

@@ -66,10 +66,10 @@ async def test_each_write_uses_a_fresh_nonce_and_keeps_created_at(
 ) -> None:
     store = store_with(metadata, tmp_path)
     await store.put("hub", CREDENTIAL)
-    first = await metadata.secret("hub")
+    first = await metadata.secrets.get("hub")
 
     assert await store.put("hub", CREDENTIAL) is False
-    second = await metadata.secret("hub")
+    second = await metadata.secrets.get("hub")
 
     assert first is not None and second is not None
     assert len(first.nonce) == 12
@@ -107,7 +107,7 @@ async def test_tampered_ciphertext_fails_authentication(
 ) -> None:
     store = store_with(metadata, tmp_path)
     await store.put("hub", CREDENTIAL)
-    record = await metadata.secret("hub")
+    record = await metadata.secrets.get("hub")
     assert record is not None
     flipped = bytes([record.ciphertext[0] ^ 1]) + record.ciphertext[1:]
     async with metadata.engine.begin() as conn:
@@ -125,7 +125,7 @@ async def test_a_row_copied_to_another_name_does_not_open(
     store = store_with(metadata, tmp_path)
     await store.put("team/hub", CREDENTIAL)
     await store.put("team/other", Credential("someone", "else"))
-    hub = await metadata.secret("team/hub")
+    hub = await metadata.secrets.get("team/hub")
     assert hub is not None
     async with metadata.engine.begin() as conn:
         await conn.execute(

@@ -33,7 +33,7 @@ async def test_an_index_is_one_image_with_its_cached_children_tags_pulls_and_sto
     amd64 = await build.image(A, "amd64", {"config-amd64": 10, "layer-amd64": 1000})
     arm64 = await build.image(A, "arm64", {"config-arm64": 20, "layer-arm64": 2000})
     index = await build.index(A, "index", [amd64, arm64, digest_of("s390x-never-cached")], "1.0")
-    await build.metadata.set_tag(await build.repo(A), "latest", index, 1000.0)
+    await build.metadata.manifests.set_tag(await build.repo(A), "latest", index, 1000.0)
     single = await build.image(A, "single", {"config-single": 5, "layer-amd64": 1000}, "solo")
     # Stored: everything but arm64's layer (never pulled), so it does not count.
     for name, size in [("config-amd64", 10), ("layer-amd64", 1000), ("config-arm64", 20)]:
@@ -81,18 +81,18 @@ async def test_expiring_an_index_removes_its_children_tags_links_and_orphan_mani
         images=1, manifests_unlinked=2, manifests_deleted=2, tags=1, blob_links=2
     )
     assert [image.digest for image in await space.images(A)] == [keep]
-    assert await metadata.manifest(index) is None
-    assert await metadata.manifest(amd64) is None
+    assert await metadata.manifests.get(index) is None
+    assert await metadata.manifests.get(amd64) is None
     mr = schema.manifest_references
     assert await count(metadata, mr, mr.c.manifest_digest.in_([index, amd64])) == 0
     assert await count(metadata, schema.manifest_pulls) == 0
     # The blobs stay for garbage collection; the repository no longer serves the layer.
-    assert {d for d, _ in await metadata.stored_blobs()} == {
+    assert {d for d, _ in await metadata.blobs.stored()} == {
         digest_of("layer-amd64"),
         digest_of("config-keep"),
     }
-    assert await metadata.blob_for_repository(A, digest_of("layer-amd64")) == (1000, False)
-    assert await metadata.blob_for_repository(A, digest_of("config-keep")) == (5, True)
+    assert await metadata.blobs.for_repository(A, digest_of("layer-amd64")) == (1000, False)
+    assert await metadata.blobs.for_repository(A, digest_of("config-keep")) == (5, True)
     assert await space.unreferenced_bytes(created_before=1e12) == 1000
 
 
@@ -112,9 +112,9 @@ async def test_a_child_another_remaining_index_lists_stays(
     assert summary.manifests_unlinked == 2  # the old index and its own child
     images = await space.images(A)
     assert [(i.digest, i.children) for i in images] == [(new, (shared,))]
-    assert await metadata.manifest_in_repository(A, shared) is not None
-    assert await metadata.manifest_in_repository(A, only_old) is None
-    assert await metadata.blob_for_repository(A, digest_of("layer-shared")) == (100, True)
+    assert await metadata.manifests.in_repository(A, shared) is not None
+    assert await metadata.manifests.in_repository(A, only_old) is None
+    assert await metadata.blobs.for_repository(A, digest_of("layer-shared")) == (100, True)
     assert await space.unreferenced_bytes(created_before=1e12) == 200
 
 
@@ -134,14 +134,14 @@ async def test_an_image_held_by_two_repositories_stays_in_the_other_with_its_blo
     assert summary.manifests_deleted == 0  # B still holds it
     assert await space.images(A) == []
     assert {i.digest for i in await space.images(B)} == {in_b, other_b}
-    assert await metadata.manifest(in_a) is not None
-    assert await metadata.blob_for_repository(B, digest_of("layer-common")) == (300, True)
+    assert await metadata.manifests.get(in_a) is not None
+    assert await metadata.blobs.for_repository(B, digest_of("layer-common")) == (300, True)
     assert await space.unreferenced_bytes(created_before=1e12) == 0
 
     summary = await space.expire(B, [in_b])
 
     assert summary.manifests_deleted == 1
-    assert await metadata.manifest(in_b) is None
+    assert await metadata.manifests.get(in_b) is None
     # The other image in B still references the common layer.
     assert await space.unreferenced_bytes(created_before=1e12) == 0
     await space.expire(B, [other_b])

@@ -100,11 +100,11 @@ async def test_collects_old_unreferenced_blobs_and_orphan_files_and_nothing_else
     assert not orphan.exists()
     for kept in (referenced, fresh, young_orphan, spool, stray):
         assert kept.exists(), kept
-    assert {d for d, _ in await metadata.stored_blobs()} == {
+    assert {d for d, _ in await metadata.blobs.stored()} == {
         digest_of("referenced"),
         digest_of("just-committed"),
     }
-    assert await metadata.blob_for_repository(REPO, digest_of("garbage")) == (None, False)
+    assert await metadata.blobs.for_repository(REPO, digest_of("garbage")) == (None, False)
     # The fill lock files GC took are gone again.
     assert not list(layout.temp_dir.glob("*.lock"))
 
@@ -145,13 +145,13 @@ async def test_a_blob_fetched_again_while_gc_settles_keeps_its_file(
     )
     await asyncio.sleep(0.2)
     # The row is gone: a client's fresh fill commits the blob again.
-    assert await metadata.blob_for_repository(REPO, digest_of("wanted-again")) == (None, False)
+    assert await metadata.blobs.for_repository(REPO, digest_of("wanted-again")) == (None, False)
     await build.blob(REPO, "wanted-again", 50)
     report = await collection
 
     assert (report.blobs_deleted, report.refilled) == (0, 1)
     assert path.exists()
-    assert await metadata.blob_for_repository(REPO, digest_of("wanted-again")) == (50, True)
+    assert await metadata.blobs.for_repository(REPO, digest_of("wanted-again")) == (50, True)
 
 
 async def test_a_manifest_cached_after_collection_started_keeps_its_blob(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pullthrough.lifecycle.template_names import ROOT
 from pullthrough.metadata.leases import LeaseStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
+from pullthrough.metadata.template_names import ROOT
 from pullthrough.metadata.templates import (
     CreationTemplate,
     TemplateStore,
@@ -53,10 +53,10 @@ async def test_settings_are_copied_at_creation_and_later_edits_spare_them(
     await templates.put(
         CreationTemplate(prefix="hub", lifecycle_policy='{"v": 1}', scan_on_pull=True)
     )
-    await metadata.repository_id("hub/library/nginx", "hub")
-    await metadata.repository_id("ghcr/o/app", "ghcr")
+    await metadata.repositories.id("hub/library/nginx", "hub")
+    await metadata.repositories.id("ghcr/o/app", "ghcr")
     await templates.put(CreationTemplate(prefix="hub", lifecycle_policy='{"v": 2}'))
-    await metadata.repository_id("hub/library/redis", "hub")
+    await metadata.repositories.id("hub/library/redis", "hub")
 
     nginx = await templates.settings("hub/library/nginx")
     assert nginx is not None

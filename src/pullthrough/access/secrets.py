@@ -24,7 +24,8 @@ from pullthrough.access.secret_values import (
 )
 from pullthrough.config import Settings
 from pullthrough.metadata.opening import metadata_for
-from pullthrough.metadata.store import MetadataStore, SecretListing
+from pullthrough.metadata.secret_rows import SecretListing
+from pullthrough.metadata.store import MetadataStore
 from pullthrough.upstream.credentials import Credential
 
 __all__ = [
@@ -60,14 +61,14 @@ class SecretStore:
         key = await self._key(create=True)
         assert key is not None  # created when missing
         nonce, ciphertext = key.seal(name, credential_to_json(value))
-        return await self._metadata.save_secret(
+        return await self._metadata.secrets.save(
             name, nonce=nonce, ciphertext=ciphertext, key_id=key.key_id
         )
 
     async def get(self, name: str) -> Credential | None:
         """The credential stored as `name`, None when there is none; SecretUnreadable when it
         is there but cannot be opened."""
-        record = await self._metadata.secret(name)
+        record = await self._metadata.secrets.get(name)
         if record is None:
             return None
         key = await self._key(create=False)
@@ -106,11 +107,11 @@ class SecretStore:
 
     async def list(self) -> list[SecretListing]:
         """Names and timestamps of every secret, by name; values are never listed."""
-        return await self._metadata.secret_listing()
+        return await self._metadata.secrets.listing()
 
     async def delete(self, name: str) -> bool:
         """Forget the secret `name`; False when there was none."""
-        return await self._metadata.delete_secret(name)
+        return await self._metadata.secrets.delete(name)
 
     async def _key(self, *, create: bool) -> SecretKey | None:
         # Reading (or creating and fsyncing) the key file is blocking I/O: off the event loop.

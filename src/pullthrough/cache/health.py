@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from pullthrough.cache.batching import BatchRecorder
-from pullthrough.metadata.upstream_health import UpstreamHealth, UpstreamHealthStore
+from pullthrough.metadata.upstream_state import UpstreamHealth, UpstreamStateStore
 
 FLUSH_SECONDS = 2.0
 
@@ -19,7 +19,7 @@ class HealthRecorder(BatchRecorder[str, UpstreamHealth]):
 
     def __init__(
         self,
-        store: UpstreamHealthStore,
+        store: UpstreamStateStore,
         interval: float = FLUSH_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -37,4 +37,4 @@ class HealthRecorder(BatchRecorder[str, UpstreamHealth]):
         return earlier.merge(later)
 
     async def save(self, batch: dict[str, UpstreamHealth]) -> None:
-        await self._store.record(batch)
+        await self._store.record_health(batch)

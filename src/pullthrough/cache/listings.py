@@ -56,10 +56,12 @@ class Listings:
         """Up to `n` cached repository names after `last`; with `may_list`, only the names it
         allows (so the page is cut after filtering)."""
         if may_list is None:
-            names = await self._metadata.catalog(None if n is None else n + 1, last)
+            names = await self._metadata.repositories.catalog(None if n is None else n + 1, last)
         else:
             names = [
-                name for name in await self._metadata.catalog(None, last) if await may_list(name)
+                name
+                for name in await self._metadata.repositories.catalog(None, last)
+                if await may_list(name)
             ]
         if n is not None and len(names) > n:
             return CatalogPage(names[:n], more=True)
@@ -72,7 +74,7 @@ class Listings:
             return _paginate(tags, more, n, last)
         except UPSTREAM_TROUBLE as exc:
             log.warning("tags of %s from cache: %s", route.repository, exc.message)
-        cached = await self._metadata.list_tags(
+        cached = await self._metadata.manifests.tags(
             route.repository, None if n is None else n + 1, last
         )
         more = n is not None and len(cached) > n
@@ -85,7 +87,7 @@ class Listings:
         for item in await self._upstream_referrers(route, subject):
             if isinstance(item, dict) and isinstance(item.get("digest"), str):
                 descriptors.setdefault(item["digest"], item)
-        for stored in await self._metadata.referrers(route.repository, str(subject)):
+        for stored in await self._metadata.manifests.referrers(route.repository, str(subject)):
             descriptors.setdefault(
                 stored.digest,
                 {

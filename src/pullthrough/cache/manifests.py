@@ -28,7 +28,8 @@ from pullthrough.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from pullthrough.metadata.store import MetadataStore, StoredManifest, TaggedManifest
+from pullthrough.metadata.manifests import StoredManifest, TaggedManifest
+from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci import mediatypes
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import parse_manifest
@@ -106,7 +107,7 @@ class ManifestCache:
         """Count a pull of the manifest `get` answered; with its body sent (a GET, not a HEAD),
         count its bytes as a hit or a miss too."""
         manifest = answer.manifest
-        repository_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
+        repository_id = await self._metadata.repositories.id(route.repository, route.rule.prefix)
         self._pulls.record(repository_id, manifest.digest)
         if with_body:
             if answer.cache == "miss":
@@ -119,7 +120,7 @@ class ManifestCache:
     ) -> ManifestAnswer:
         stored, revision = await self._memo.manifest(route.repository, digest)
         if stored is None:
-            stored = await self._metadata.manifest_in_repository(route.repository, digest)
+            stored = await self._metadata.manifests.in_repository(route.repository, digest)
             if stored is not None:
                 self._memo.remember_manifest(route.repository, stored, revision)
         if stored is not None:
@@ -131,7 +132,7 @@ class ManifestCache:
 
     async def _fetch_digest(self, route: Route, digest: str) -> ManifestAnswer:
         async with holding(self._locks.named("manifest", route.repository, digest)):
-            stored = await self._metadata.manifest_in_repository(route.repository, digest)
+            stored = await self._metadata.manifests.in_repository(route.repository, digest)
             if stored is not None:  # another worker fetched it while we waited
                 return ManifestAnswer(stored, "hit")
             manifest = await self._fetch(route, digest, mediatypes.UPSTREAM_ACCEPT, expect=digest)
@@ -142,7 +143,7 @@ class ManifestCache:
         remembered, revision = await self._memo.tag(route.repository, tag)
         if remembered is not None:
             return ManifestAnswer(remembered.manifest, "hit")
-        tagged = await self._metadata.tag(route.repository, tag)
+        tagged = await self._metadata.manifests.tag(route.repository, tag)
         if tagged is not None and time.time() - tagged.checked_at < ttl:
             self._memo.remember_tag(route.repository, tag, tagged, ttl, revision)
             return ManifestAnswer(tagged.manifest, "hit")
@@ -158,7 +159,7 @@ class ManifestCache:
 
     async def _refresh_tag(self, route: Route, tag: str) -> ManifestAnswer:
         async with holding(self._locks.named("tag", route.repository, tag)):
-            tagged = await self._metadata.tag(route.repository, tag)
+            tagged = await self._metadata.manifests.tag(route.repository, tag)
             if tagged is not None and time.time() - tagged.checked_at < route.rule.tag_ttl:
                 return ManifestAnswer(tagged.manifest, "hit")  # another worker refreshed it
             return await self._revalidate(route, tag, tagged)
@@ -173,10 +174,10 @@ class ManifestCache:
                     route.upstream_repository, tag, mediatypes.UPSTREAM_ACCEPT
                 )
                 if head.digest == tagged.manifest.digest:
-                    repo_id = await self._metadata.repository_id(
+                    repo_id = await self._metadata.repositories.id(
                         route.repository, route.rule.prefix
                     )
-                    await self._metadata.set_tag(repo_id, tag, head.digest, time.time())
+                    await self._metadata.manifests.set_tag(repo_id, tag, head.digest, time.time())
                     return ManifestAnswer(tagged.manifest, "revalidated")
             manifest = await self._fetch(route, tag, mediatypes.UPSTREAM_ACCEPT)
         except UPSTREAM_TROUBLE as exc:
@@ -199,8 +200,8 @@ class ManifestCache:
             )
             return ManifestAnswer(tagged.manifest, "stale", stale_since=tagged.checked_at)
         # Only now, with the manifest stored, does the repository exist (`_fetch`).
-        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
-        await self._metadata.set_tag(repo_id, tag, manifest.digest, time.time())
+        repo_id = await self._metadata.repositories.id(route.repository, route.rule.prefix)
+        await self._metadata.manifests.set_tag(repo_id, tag, manifest.digest, time.time())
         return ManifestAnswer(manifest, "miss")
 
     @staticmethod
@@ -249,8 +250,8 @@ class ManifestCache:
                 f"@{expect} with a manifest whose digest is {actual}; not cached"
             )
         parsed = parse_manifest(fetched.content, fetched.media_type)
-        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
-        await self._metadata.save_manifest(repo_id, actual, fetched.content, parsed)
+        repo_id = await self._metadata.repositories.id(route.repository, route.rule.prefix)
+        await self._metadata.manifests.save(repo_id, actual, fetched.content, parsed)
         return StoredManifest(
             digest=actual,
             media_type=parsed.media_type,

@@ -15,8 +15,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
+from pullthrough.metadata.manifests import StoredManifest, TaggedManifest
 from pullthrough.metadata.revisions import CONTENT
-from pullthrough.metadata.store import StoredManifest, TaggedManifest
 
 MEMO_SECONDS = 30.0
 MAX_ENTRIES = 20_000

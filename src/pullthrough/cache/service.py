@@ -24,7 +24,6 @@ from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.stats import CacheStatsStore
 from pullthrough.metadata.store import MetadataStore
-from pullthrough.metadata.upstream_health import UpstreamHealthStore
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import DataLayout
 from pullthrough.storage.locks import FileLocks
@@ -63,7 +62,7 @@ async def open_cache(
     upstreams: Upstreams | None = None
     pulls = PullRecorder(SpaceStore(metadata.engine))
     stats = StatsRecorder(CacheStatsStore(metadata.engine))
-    health = HealthRecorder(UpstreamHealthStore(metadata.engine))
+    health = HealthRecorder(metadata.upstreams)
     rules = RuleStore(metadata.engine)
     try:
         # Once per data directory; later the stored rules rule (metadata/rules.py).

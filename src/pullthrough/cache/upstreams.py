@@ -13,7 +13,7 @@ from pullthrough.access.rule_credentials import SecretMissing, StoredCredentials
 from pullthrough.access.secrets import SecretStore
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.store import MetadataStore
-from pullthrough.metadata.upstream_challenges import StoredChallenge, UpstreamChallengeStore
+from pullthrough.metadata.upstream_state import StoredChallenge
 from pullthrough.upstream.challenge import Challenge
 from pullthrough.upstream.client import RegistryClient, RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.credentials import (
@@ -143,12 +143,11 @@ class SharedUpstreamState:
     """
 
     def __init__(self, metadata: MetadataStore) -> None:
-        self._metadata = metadata
-        self._challenges = UpstreamChallengeStore(metadata.engine)
+        self._upstreams = metadata.upstreams
 
     async def recall(self, origin: str) -> Challenge | None:
         try:
-            stored = await self._challenges.get(origin)
+            stored = await self._upstreams.challenge(origin)
         except SQLAlchemyError as exc:
             log.warning("reading how upstream %s authenticates failed: %s", origin, exc)
             return None
@@ -162,20 +161,20 @@ class SharedUpstreamState:
             challenge.scheme, challenge.param("realm"), challenge.param("service")
         )
         try:
-            await self._challenges.save(origin, stored)
+            await self._upstreams.save_challenge(origin, stored)
         except SQLAlchemyError as exc:
             log.warning("recording how upstream %s authenticates failed: %s", origin, exc)
 
     async def blocked_until(self, upstream: str) -> float | None:
         try:
-            return await self._metadata.upstream_blocked_until(upstream)
+            return await self._upstreams.blocked_until(upstream)
         except SQLAlchemyError as exc:
             log.warning("reading the state of upstream %s failed: %s", upstream, exc)
             return None
 
     async def block(self, upstream: str, until: float) -> None:
         try:
-            await self._metadata.block_upstream(upstream, until)
+            await self._upstreams.block(upstream, until)
         except SQLAlchemyError as exc:
             log.warning(
                 "recording the 429 of upstream %s failed, other workers may not honour it: %s",
@@ -187,7 +186,7 @@ class SharedUpstreamState:
         if state.seen_at is None:
             return
         try:
-            await self._metadata.save_rate_limit(
+            await self._upstreams.save_rate_limit(
                 upstream,
                 limit=state.limit,
                 remaining=state.remaining,

@@ -39,7 +39,7 @@ from pullthrough.declarative.references import UnresolvedReference, has_referenc
 from pullthrough.declarative.yamlfile import load_yaml
 from pullthrough.errors import NameInvalid
 from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicyError
-from pullthrough.lifecycle.template_names import ROOT
+from pullthrough.metadata.template_names import ROOT
 from pullthrough.oci.names import validate_name
 
 SECTIONS = ("secrets", "rules", "templates", "scanning", "registry_policy")

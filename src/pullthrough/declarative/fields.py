@@ -16,7 +16,7 @@ from typing import Any, Final
 from pullthrough.access.registry_policy.document import PolicyDocument, PolicyError
 from pullthrough.config import RuleConfig
 from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError
-from pullthrough.lifecycle.template_names import PULL_THROUGH_CACHE
+from pullthrough.metadata.template_names import PULL_THROUGH_CACHE
 
 
 class _Absent:

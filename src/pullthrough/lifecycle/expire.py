@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pullthrough.lifecycle.images import CachedImage
+from pullthrough.metadata.images import CachedImage
 from pullthrough.metadata.space import ExpiredSummary, SpaceStore
 
 

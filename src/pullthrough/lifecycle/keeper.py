@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pullthrough.config import LifecycleConfig
 from pullthrough.lifecycle.expire import expire_images
 from pullthrough.lifecycle.gc import GcReport, collect_garbage
-from pullthrough.lifecycle.images import CachedImage
 from pullthrough.lifecycle.lifecycle_policy import Expiry, LifecyclePolicy, LifecyclePolicyError
 from pullthrough.lifecycle.sizecap import SizeCapReport, enforce_size_cap
+from pullthrough.metadata.images import CachedImage
 from pullthrough.metadata.leases import LeaseStore
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.templates import TemplateStore

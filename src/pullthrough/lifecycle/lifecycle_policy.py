@@ -25,9 +25,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pullthrough.lifecycle.images import CachedImage
 from pullthrough.lifecycle.policy_json import LifecyclePolicyError
 from pullthrough.lifecycle.policy_rules import LifecycleRule, parse_rules
+from pullthrough.metadata.images import CachedImage
 
 __all__ = ["Expiry", "LifecyclePolicy", "LifecyclePolicyError", "LifecycleRule"]
 

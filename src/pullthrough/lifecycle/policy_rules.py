@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
 
 from pullthrough.jsondoc import json_type
-from pullthrough.lifecycle.images import CachedImage
 from pullthrough.lifecycle.policy_json import (
     LifecyclePolicyError,
     RuleAt,
@@ -25,6 +24,7 @@ from pullthrough.lifecycle.policy_json import (
     known_keys,
     load_json,
 )
+from pullthrough.metadata.images import CachedImage
 
 TagStatus = Literal["tagged", "untagged", "any"]
 CountType = Literal["imageCountMoreThan", "sinceImagePushed", "sinceImagePulled"]

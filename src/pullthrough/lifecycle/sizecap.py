@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pullthrough.lifecycle.expire import expire_images
 from pullthrough.lifecycle.gc import SETTLE_SECONDS, GcReport, collect_garbage
-from pullthrough.lifecycle.images import CachedImage
+from pullthrough.metadata.images import CachedImage
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.storage.driver import BlobDriver
 

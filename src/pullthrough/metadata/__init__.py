@@ -1,1 +1,3 @@
-"""Metadata: what is cached, where it came from, which repository may serve it."""
+"""The metadata database: its SQL schema and, one module per concept, the queries over it, for
+SQLite (the default) and PostgreSQL alike. `store.MetadataStore` opens it; `opening` from the
+settings."""

@@ -1,6 +1,7 @@
 """What the cache holds, for people: repositories, images and tags with sizes, platforms, when
-they were cached and pulled, and through which rule. Read-only queries; `SpaceStore` decides
-what an image is (a top-level manifest with its platform manifests)."""
+they were cached and pulled, and through which rule, and the totals over all of it. Read-only
+queries; `SpaceStore` decides what an image is (a top-level manifest with its platform
+manifests)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import Select, Table, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pullthrough.lifecycle.images import CachedImage
 from pullthrough.metadata import schema
 from pullthrough.metadata.holdings import holds_content
+from pullthrough.metadata.images import CachedImage
 from pullthrough.metadata.space import SpaceStore
 
 # Reads a stored blob (an image config, a few KiB) by digest; None when it is not stored.
@@ -49,6 +50,17 @@ class ImageSummary:
     last_pulled_at: float | None
     pull_count: int  # requests for the image's manifest and its platform manifests
     rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTotals:
+    """How much the cache holds."""
+
+    repositories: int
+    manifests: int
+    tags: int
+    blobs: int
+    blob_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +240,36 @@ class Inventory:
                 .order_by(t.c.name)
             )
             return [TagSummary(row.name, row.digest, float(row.checked_at)) for row in rows]
+
+    async def totals(self) -> CacheTotals:
+        """What is cached; a repository counts while it holds something."""
+
+        def count(table: Table) -> Any:
+            return select(func.count()).select_from(table).scalar_subquery()
+
+        r = schema.repositories
+        query = select(
+            select(func.count())
+            .select_from(r)
+            .where(holds_content(r.c.id))
+            .scalar_subquery()
+            .label("repositories"),
+            count(schema.manifests).label("manifests"),
+            count(schema.tags).label("tags"),
+            count(schema.blobs).label("blobs"),
+            select(func.coalesce(func.sum(schema.blobs.c.size), 0))
+            .scalar_subquery()
+            .label("blob_bytes"),
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return CacheTotals(
+            repositories=int(row.repositories),
+            manifests=int(row.manifests),
+            tags=int(row.tags),
+            blobs=int(row.blobs),
+            blob_bytes=int(row.blob_bytes),
+        )
 
     async def image_count(self) -> int:
         """Top-level images over all repositories (an index counts once, not its platforms)."""

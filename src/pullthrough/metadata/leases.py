@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pullthrough.metadata import schema
+from pullthrough.metadata.upserts import upsert
 
 
 class LeaseStore:
@@ -21,13 +20,12 @@ class LeaseStore:
         now = time.time()
         table = schema.leases
         async with self.engine.begin() as conn:
-            insert: Any = (
-                postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            )(table)
             await conn.execute(
-                insert.values(name=name, holder=holder, expires_at=now + ttl).on_conflict_do_update(
-                    index_elements=["name"],
-                    set_={"holder": holder, "expires_at": now + ttl},
+                upsert(
+                    conn,
+                    table,
+                    {"name": name, "holder": holder, "expires_at": now + ttl},
+                    {"holder": holder, "expires_at": now + ttl},
                     where=or_(table.c.expires_at < now, table.c.holder == holder),
                 )
             )

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pullthrough.metadata import schema
 from pullthrough.metadata.revisions import ACCESS, bump
-from pullthrough.metadata.upserts import upsert
+from pullthrough.metadata.upserts import upsert, upsert_replacing
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +62,8 @@ class AccessStore:
             "created_at": now,
             "updated_at": now,
         }
-        update = {k: v for k, v in values.items() if k not in ("name", "created_at")}
         async with self.engine.begin() as conn:
-            await conn.execute(upsert(conn, schema.principals, values, update))
+            await conn.execute(upsert_replacing(conn, schema.principals, values))
             await bump(conn, ACCESS)
 
     async def principal(self, name: str) -> PrincipalRow | None:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, exists, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pullthrough.lifecycle.images import CachedImage
 from pullthrough.metadata import schema
+from pullthrough.metadata.images import CachedImage
 from pullthrough.metadata.revisions import CONTENT, bump
 from pullthrough.metadata.rules import SEEDED
+from pullthrough.metadata.upserts import upsert
 
 # Keeps `IN (…)` lists well under SQLite's and asyncpg's bound-parameter limits.
 _CHUNK = 500
@@ -101,11 +100,6 @@ class SpaceStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-
-    def _insert(self, table: Table, conn: AsyncConnection) -> Any:
-        if conn.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
 
     # Repositories and their images
 
@@ -370,15 +364,16 @@ class SpaceStore:
             ]
             if not rows:
                 return
-            stmt = self._insert(mp, conn)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[mp.c.repository_id, mp.c.digest],
-                set_={
+            stmt = upsert(
+                conn,
+                mp,
+                None,
+                lambda proposed: {
                     "last_pulled_at": case(
-                        (mp.c.last_pulled_at > stmt.excluded.last_pulled_at, mp.c.last_pulled_at),
-                        else_=stmt.excluded.last_pulled_at,
+                        (mp.c.last_pulled_at > proposed.last_pulled_at, mp.c.last_pulled_at),
+                        else_=proposed.last_pulled_at,
                     ),
-                    "pull_count": mp.c.pull_count + stmt.excluded.pull_count,
+                    "pull_count": mp.c.pull_count + proposed.pull_count,
                 },
             )
             await conn.execute(stmt, rows)

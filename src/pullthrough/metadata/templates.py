@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pullthrough.lifecycle.template_names import PULL_THROUGH_CACHE, ROOT
 from pullthrough.metadata import schema
-from pullthrough.metadata.upserts import upsert
+from pullthrough.metadata.template_names import PULL_THROUGH_CACHE, ROOT
+from pullthrough.metadata.upserts import upsert_replacing
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +68,6 @@ def _template(row: Any) -> CreationTemplate:
     )
 
 
-def _upsert(conn: AsyncConnection, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
-    """Insert `values`, or update all but the key and `created_at` of the row with that key."""
-    update = {k: v for k, v in values.items() if k not in (*keys, "created_at")}
-    return upsert(conn, table, values, update)
-
-
 async def templates_in(conn: AsyncConnection) -> list[CreationTemplate]:
     rows = await conn.execute(select(schema.creation_templates))
     return [_template(row) for row in rows]
@@ -85,7 +79,7 @@ async def apply_template(conn: AsyncConnection, repository_id: int, repository: 
     if template is None:
         return
     await conn.execute(
-        _upsert(
+        upsert_replacing(
             conn,
             schema.repository_settings,
             {
@@ -95,7 +89,6 @@ async def apply_template(conn: AsyncConnection, repository_id: int, repository: 
                 "scan_on_pull": int(template.scan_on_pull),
                 "updated_at": time.time(),
             },
-            ["repository_id"],
         )
     )
 
@@ -108,7 +101,7 @@ class TemplateStore:
         now = time.time()
         async with self.engine.begin() as conn:
             await conn.execute(
-                _upsert(
+                upsert_replacing(
                     conn,
                     schema.creation_templates,
                     {
@@ -120,7 +113,6 @@ class TemplateStore:
                         "created_at": now,
                         "updated_at": now,
                     },
-                    ["prefix"],
                 )
             )
 
@@ -168,7 +160,7 @@ class TemplateStore:
                 )
             ).first()
             await conn.execute(
-                _upsert(
+                upsert_replacing(
                     conn,
                     schema.repository_settings,
                     {
@@ -178,7 +170,6 @@ class TemplateStore:
                         "scan_on_pull": current.scan_on_pull if current else 0,
                         "updated_at": time.time(),
                     },
-                    ["repository_id"],
                 )
             )
         return True

@@ -19,7 +19,7 @@ from pullthrough.metadata.principals import AccessStore
 from pullthrough.metadata.scanning import ScanningStore
 from pullthrough.metadata.stats import CacheStatsStore
 from pullthrough.metadata.templates import TemplateStore
-from pullthrough.metadata.upstream_health import UpstreamHealthStore
+from pullthrough.metadata.upstream_state import UpstreamStateStore
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
@@ -38,7 +38,7 @@ class AdminServices:
     scanning: ScanningStore
     inventory: Inventory
     stats: CacheStatsStore
-    health: UpstreamHealthStore
+    upstreams: UpstreamStateStore
 
     @property
     def rules(self) -> RuleBook:
@@ -56,7 +56,7 @@ class AdminServices:
             scanning=ScanningStore(engine),
             inventory=Inventory(engine, stored_config_reader(cache.driver)),
             stats=CacheStatsStore(engine),
-            health=UpstreamHealthStore(engine),
+            upstreams=cache.metadata.upstreams,
         )
 
 

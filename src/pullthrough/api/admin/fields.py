@@ -20,7 +20,7 @@ from pydantic import Field, PlainValidator, WithJsonSchema
 from pullthrough.config import parse_duration
 from pullthrough.lifecycle.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError
 from pullthrough.lifecycle.policy_json import MAX_DOCUMENT_CHARS
-from pullthrough.lifecycle.template_names import ROOT
+from pullthrough.metadata.template_names import ROOT
 from pullthrough.oci.names import MAX_NAME_LENGTH
 
 _COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"

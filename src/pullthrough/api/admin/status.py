@@ -21,8 +21,7 @@ from pullthrough.api.admin.models import (
 from pullthrough.api.admin.replies import reply
 from pullthrough.config import RuleConfig
 from pullthrough.metadata import stats as stored_stats
-from pullthrough.metadata.store import UpstreamStateRecord
-from pullthrough.metadata.upstream_health import UpstreamHealth
+from pullthrough.metadata.upstream_state import UpstreamHealth, UpstreamStateRecord
 
 
 def _stats(counts: stored_stats.RuleStats) -> Stats:
@@ -75,8 +74,8 @@ def _upstream(
 
 
 async def _upstreams(admin: AdminServices, rules: tuple[RuleConfig, ...]) -> list[Upstream]:
-    health = await admin.health.all()
-    states = {state.prefix: state for state in await admin.cache.metadata.upstream_states()}
+    health = await admin.upstreams.health()
+    states = {state.prefix: state for state in await admin.upstreams.states()}
     now = time.time()
     return [
         _upstream(rule, health.get(rule.prefix, UpstreamHealth()), states.get(rule.prefix), now)
@@ -102,7 +101,7 @@ async def list_upstreams(request: web.Request) -> web.Response:
 async def get_status(request: web.Request) -> web.Response:
     admin = services(request)
     rules = await _rules(admin)
-    totals = await admin.cache.metadata.cache_totals()
+    totals = await admin.inventory.totals()
     images = await admin.inventory.image_count()
     return reply(
         Status(

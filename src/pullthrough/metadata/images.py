@@ -1,4 +1,5 @@
-"""What lifecycle rules look at: the images a repository holds, with their tags and times."""
+"""What an image is, as lifecycle rules look at it: a top-level manifest a repository holds,
+with its tags and times. `SpaceStore` reads them; `lifecycle/` decides about them."""
 
 from __future__ import annotations
 
