@@ -45,13 +45,14 @@ FaultKind = Literal["corrupt", "fail", "drop_after", "delay", "extra_headers", "
 @dataclass
 class ProxiedRequest:
     """One request the proxy saw; `status` is what the client was answered (None if dropped
-    before headers)."""
+    before headers), `delayed` how many seconds the proxy held it before forwarding it."""
 
     method: str
     path: str
     query: str
     headers: CIMultiDictProxy[str]
     status: int | None = None
+    delayed: float = 0.0
 
 
 @dataclass
@@ -218,6 +219,7 @@ class CountingProxy(Started):
             )
         delay = plan.get("delay")
         if delay is not None:
+            entry.delayed = delay.seconds
             await asyncio.sleep(delay.seconds)
         session = request.app[_SESSION]
         try:
