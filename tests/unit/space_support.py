@@ -25,7 +25,12 @@ def digest_of(name: str) -> str:
     return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.contract),
+        pytest.param("postgresql", marks=[pytest.mark.contract, pytest.mark.postgres]),
+    ]
+)
 async def metadata(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
     """A fresh metadata store per test, on each backend."""
     if request.param == "sqlite":
