@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from tests.integration.cache_setup import Cache, start_cache
 from tests.rig.images import FixtureImages
 from tests.rig.oci_build import OCI_INDEX, OCI_MANIFEST
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import pullthrough_binary
 from tests.rig.skopeo import skopeo_copy
 
 pytestmark = pytest.mark.integration
@@ -64,19 +62,6 @@ POLICY = {
 }
 
 
-def cli(cache: Cache, *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [str(pullthrough_binary()), *args, "--config", str(cache.server.config_path)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 @pytest.fixture
 def cache(
     upstreams: dict[AuthMode, UpstreamRegistry],
@@ -91,10 +76,11 @@ def cache(
         upstreams["anonymous"],
         settings={"auth": {"enabled": True}, "log_level": "debug"},
     )
-    cli(cache, "users", "add", "alice", "--org", "acme", "--group", "dev", stdin=PASSWORDS["alice"])
-    cli(cache, "users", "add", "bob", "--org", "acme", stdin=PASSWORDS["bob"])
-    cli(
-        cache,
+    cache.server.command(
+        "users", "add", "alice", "--org", "acme", "--group", "dev", stdin=PASSWORDS["alice"]
+    )
+    cache.server.command("users", "add", "bob", "--org", "acme", stdin=PASSWORDS["bob"])
+    cache.server.command(
         "users",
         "add",
         "carol",
@@ -104,12 +90,12 @@ def cache(
         "dev",
         stdin=PASSWORDS["carol"],
     )
-    PASSWORDS["ci"] = cli(cache, "apikeys", "create", "ci", "--org", "acme").strip()
+    PASSWORDS["ci"] = cache.server.command("apikeys", "create", "ci", "--org", "acme").strip()
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(POLICY))
     # With auth on, nobody may use the admin API until a policy grants registry:Admin: the
     # first policy goes into the data directory (--config), as an operator bootstraps.
-    cli(cache, "policy", "put", "-f", str(policy))
+    cache.server.command("policy", "put", "-f", str(policy))
     time.sleep(1.1)  # the server re-reads the policy at most once a second
     return cache
 
@@ -253,7 +239,7 @@ def test_pull_only_principal_reads_cached_and_is_told_what_is_missing_for_uncach
 
 
 def test_login_password_token_works_as_a_docker_login(cache: Cache, tmp_path: Path) -> None:
-    login = cli(cache, "login-password", "--principal", "alice").strip()
+    login = cache.server.command("login-password", "--principal", "alice").strip()
     copied = skopeo_copy(
         cache.ref("team/oci-app:v1"), tmp_path / "copy", src_creds=("token", login)
     )
@@ -309,7 +295,7 @@ def test_passwords_and_keys_never_appear_in_logs_responses_or_the_database(
             pull_manifest(cache, user, "team/oci-app", "v1"),
         ):
             seen.append(response.content + str(response.headers).encode())
-    seen.append(cli(cache, "users", "list").encode())
+    seen.append(cache.server.command("users", "list").encode())
     log = cache.server.log_text().encode()
     assert b'"level": "debug"' in log
     database = b"".join(p.read_bytes() for p in cache.server.data_dir.glob("metadata.sqlite*"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.cache_setup import PREFIX, SECRET, Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages, PushedImage
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import PullthroughServer, pullthrough_binary
+from tests.rig.server import PullthroughServer
 from tests.rig.skopeo import skopeo_copy, verified_dir_digests
 
 pytestmark = pytest.mark.integration
@@ -130,17 +129,6 @@ def test_a_rule_made_over_http_serves_pulls_without_a_restart(
     assert cache.server.pid == pid and cache.server.running
 
 
-def _served_by(server: PullthroughServer, request_ids: set[str]) -> dict[str, int]:
-    """Which worker process (pid) answered each request, from the JSON log."""
-    served: dict[str, int] = {}
-    for line in server.log_text().splitlines():
-        if line.startswith("{"):
-            entry = json.loads(line)
-            if entry.get("request_id") in request_ids and "status" in entry:
-                served[entry["request_id"]] = entry["pid"]
-    return served
-
-
 def _pull_from_fresh_connections(cache: Cache, path: str, count: int) -> tuple[list[int], set[str]]:
     statuses, ids = [], set()
     for _ in range(count):
@@ -170,16 +158,16 @@ def test_a_rule_change_reaches_every_worker_within_two_seconds(
     time.sleep(max(0.0, started + RULE_DEADLINE - time.monotonic()))
     statuses, ids = _pull_from_fresh_connections(cache, path, 30)
     assert statuses == [200] * 30
-    wait_for(lambda: len(_served_by(cache.server, ids)) == 30, 10, "the requests' log lines")
-    assert len(set(_served_by(cache.server, ids).values())) == 2  # both workers answered
+    wait_for(lambda: len(cache.server.served_by(ids)) == 30, 10, "the requests' log lines")
+    assert len(set(cache.server.served_by(ids).values())) == 2  # both workers answered
 
     started = time.monotonic()
     assert api(cache, "DELETE", "/rules/fresh").status_code == 204
     time.sleep(max(0.0, started + RULE_DEADLINE - time.monotonic()))
     statuses, ids = _pull_from_fresh_connections(cache, path, 30)
     assert statuses == [404] * 30
-    wait_for(lambda: len(_served_by(cache.server, ids)) == 30, 10, "the requests' log lines")
-    assert len(set(_served_by(cache.server, ids).values())) == 2
+    wait_for(lambda: len(cache.server.served_by(ids)) == 30, 10, "the requests' log lines")
+    assert len(set(cache.server.served_by(ids).values())) == 2
 
 
 # -- secrets ----------------------------------------------------------------------------------
@@ -375,19 +363,6 @@ def test_bad_requests_are_4xx_that_say_what_is_wrong(cache: Cache) -> None:
 # -- auth -------------------------------------------------------------------------------------
 
 
-def _cli(cache: Cache, *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [str(pullthrough_binary()), *args, "--config", str(cache.server.config_path)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 async def _put_policy(data_dir: Path, policy: dict[str, Any]) -> None:
     metadata = await MetadataStore.open(sqlite_url(data_dir / "metadata.sqlite"))
     try:
@@ -412,8 +387,8 @@ def test_with_auth_on_the_admin_api_needs_registry_admin(
         upstreams["anonymous"],
         settings={"auth": {"enabled": True}},
     )
-    _cli(cache, "users", "add", "bob", stdin="bob-Secret-2")
-    ops_key = _cli(cache, "apikeys", "create", "ops").strip()
+    cache.server.command("users", "add", "bob", stdin="bob-Secret-2")
+    ops_key = cache.server.command("apikeys", "create", "ops").strip()
     policy = {
         "Statement": [
             {

@@ -6,7 +6,6 @@ garbage collection."""
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from tests.integration.admin_cli import admin_ok
 from tests.integration.cache_setup import PREFIX, Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import PullthroughServer, pullthrough_binary
 from tests.rig.skopeo import skopeo_copy
 
 pytestmark = pytest.mark.integration
@@ -49,18 +47,6 @@ def what_is_listed(cache: Cache) -> dict[str, Any]:
         ],
         "status": (status["repositories"], status["images"], status["blobs"]),
     }
-
-
-def lifecycle_run(server: PullthroughServer, *args: str) -> str:
-    result = subprocess.run(
-        [str(pullthrough_binary()), "lifecycle", "run", *args, "--config", str(server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def two_days_on() -> str:
@@ -129,19 +115,8 @@ def test_pulls_that_fail_leave_no_repository_behind(
     }
     policy_file = tmp_path / "policy.json"
     policy_file.write_text(json.dumps(policy))
-    set_policy = subprocess.run(
-        [
-            str(pullthrough_binary()),
-            *("lifecycle", "policy", name, "--set", str(policy_file)),
-            *("--config", str(cache.server.config_path)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert set_policy.returncode == 0, set_policy.stderr
-    lifecycle_run(cache.server, "--now", two_days_on())
+    cache.server.command("lifecycle", "policy", name, "--set", str(policy_file))
+    cache.server.command("lifecycle", "run", "--now", two_days_on())
     assert what_is_listed(cache) == {"catalog": [], "repositories": [], "status": (0, 0, 0)}
 
 
@@ -205,7 +180,7 @@ def test_a_deleted_rule_takes_its_statistics_and_the_next_gc_its_repositories(
     # Until the next collection the repository is still stored (a rule made again with the
     # same prefix would serve it); the collection drops it and the blobs only it used.
     assert extra_name in what_is_listed(cache)["catalog"]
-    summary = lifecycle_run(cache.server, "--now", two_days_on())
+    summary = cache.server.command("lifecycle", "run", "--now", two_days_on())
     assert f"Dropped 1 repository of deleted rules: {extra_name}." in summary
     assert f"{len(only_dropped)} blobs deleted" in summary
     assert what_is_listed(cache) == {

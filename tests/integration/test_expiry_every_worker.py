@@ -5,7 +5,6 @@ its blobs fetched once), and the next collection keeps what that pull cached."""
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from tests.integration.admin_cli import admin_ok
 from tests.integration.cache_setup import PREFIX, Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages, PushedImage
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import PullthroughServer, pullthrough_binary
+from tests.rig.server import PullthroughServer
 from tests.rig.skopeo import skopeo_copy, verified_dir_digests
 
 pytestmark = pytest.mark.integration
@@ -43,33 +42,14 @@ EXPIRE_AFTER_A_DAY = {
 }
 
 
-def lifecycle_run(server: PullthroughServer, *args: str) -> str:
-    result = subprocess.run(
-        [str(pullthrough_binary()), "lifecycle", "run", *args, "--config", str(server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def worker_of(server: PullthroughServer, request_id: str) -> int:
     """The pid of the worker that answered the request, from its JSON log line."""
-    found: list[int] = []
-
-    def logged() -> bool:
-        for line in server.log_text().splitlines():
-            if line.startswith("{"):
-                entry = json.loads(line)
-                if entry.get("request_id") == request_id and "status" in entry:
-                    found.append(entry["pid"])
-                    return True
-        return False
-
-    wait_for(logged, 10, f"the log line of request {request_id}")
-    return found[0]
+    wait_for(
+        lambda: request_id in server.served_by({request_id}),
+        10,
+        f"the log line of request {request_id}",
+    )
+    return server.served_by({request_id})[request_id]
 
 
 def pull_on_every_worker(
@@ -129,7 +109,7 @@ def test_an_expired_tag_is_a_miss_on_every_worker_once_lifecycle_run_returns(
     assert listed_digests(cache, repository) == [image.digest]
 
     later = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    summary = lifecycle_run(cache.server, "--now", later)
+    summary = cache.server.command("lifecycle", "run", "--now", later)
     assert repository in summary
     assert f"{len(image.blobs)} blobs deleted" in summary
     assert listed_digests(cache, repository) == []
@@ -157,7 +137,7 @@ def test_an_expired_tag_is_a_miss_on_every_worker_once_lifecycle_run_returns(
     assert listed_digests(cache, repository) == [image.digest]
 
     # The next collection keeps what that pull cached: a pull after it asks upstream nothing.
-    summary = lifecycle_run(cache.server)
+    summary = cache.server.command("lifecycle", "run")
     assert "0 blobs deleted" in summary
     cache.proxy.reset()
     cached_with_skopeo(cache, image, tmp_path / "warm")

@@ -4,7 +4,6 @@ through the real server and the command line."""
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from tests.integration.cache_setup import Cache, start_cache
 from tests.rig.images import FixtureImages
 from tests.rig.oci_build import OCI_INDEX, OCI_MANIFEST
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import PullthroughServer, pullthrough_binary
+from tests.rig.server import PullthroughServer
 
 pytestmark = pytest.mark.integration
 
@@ -59,19 +58,6 @@ KEEP_FIVE = policy(
 )
 
 
-def cli(server: PullthroughServer, *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [str(pullthrough_binary()), *args, "--config", str(server.config_path)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def put_template(
     server: PullthroughServer, prefix: str, document: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -81,7 +67,7 @@ def put_template(
 
 
 def repository_policy(server: PullthroughServer, repository: str) -> dict[str, Any]:
-    return dict(json.loads(cli(server, "lifecycle", "policy", repository)))
+    return dict(json.loads(server.command("lifecycle", "policy", repository)))
 
 
 def pull(server: PullthroughServer, path: str) -> None:
@@ -139,18 +125,18 @@ def test_preview_names_the_rule_and_run_expires_exactly_that(
     pull(server, f"/v2/up/team/oci-app/manifests/{artifact.digest}")
 
     soon = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    assert json.loads(cli(server, "lifecycle", "preview", "--now", soon, "--json")) == []
+    assert json.loads(server.command("lifecycle", "preview", "--now", soon, "--json")) == []
     later = (datetime.now(UTC) + timedelta(days=15)).isoformat()
-    preview = json.loads(cli(server, "lifecycle", "preview", "--now", later, "--json"))
+    preview = json.loads(server.command("lifecycle", "preview", "--now", later, "--json"))
     assert [(e["repository"], e["digest"], e["rulePriority"]) for e in preview] == [
         ("up/team/oci-app", artifact.digest, 1)
     ]
     assert "14" in preview[0]["reason"]
-    text = cli(server, "lifecycle", "preview", "--now", later)
+    text = server.command("lifecycle", "preview", "--now", later)
     assert artifact.digest in text
     assert "rule 1" in text
 
-    cli(server, "lifecycle", "run", "--now", later)
+    server.command("lifecycle", "run", "--now", later)
     cache.proxy.reset()
     pull(server, "/v2/up/team/oci-app/manifests/v1")  # the tagged image stays cached
     assert cache.proxy.requests == []

@@ -26,20 +26,6 @@ pytestmark = pytest.mark.integration
 PASSWORD = "dora-Secret-1"
 
 
-def operator(cache: Cache, *args: str, stdin: str = "") -> str:
-    """A command on the server's machine, with its configuration."""
-    result = subprocess.run(
-        [str(pullthrough_binary()), *args, "--config", str(cache.server.config_path)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def as_user(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """A command on a user's machine: an empty working directory and an environment holding
     nothing of the server's (no PULLTHROUGH_*, a home of its own)."""
@@ -89,7 +75,7 @@ def cache(
         upstreams["anonymous"],
         settings={"auth": {"enabled": True, "login_token_ttl": "1h"}},
     )
-    operator(cache, "users", "add", "dora", "--org", "acme", stdin=PASSWORD)
+    cache.server.command("users", "add", "dora", "--org", "acme", stdin=PASSWORD)
     return cache
 
 
@@ -153,7 +139,7 @@ def test_a_user_gets_a_login_token_with_only_their_password_and_skopeo_pulls_wit
 def test_the_client_file_api_key_gets_a_token_and_a_wrong_password_is_one_line_and_exit_1(
     cache: Cache, tmp_path: Path
 ) -> None:
-    key = operator(cache, "apikeys", "create", "ci").strip()
+    key = cache.server.command("apikeys", "create", "ci").strip()
     home = tmp_path / "ci"
     client_file = home / ".config" / "pullthrough" / "client.yaml"
     client_file.parent.mkdir(parents=True)
@@ -201,7 +187,7 @@ def test_the_client_file_api_key_gets_a_token_and_a_wrong_password_is_one_line_a
 
 
 def test_local_mode_with_config_still_mints_any_principals_token(cache: Cache) -> None:
-    token = operator(cache, "login-password", "--principal", "dora", "--ttl", "1m").strip()
+    token = cache.server.command("login-password", "--principal", "dora", "--ttl", "1m").strip()
     assert claims(token)["sub"] == "dora"
     response = cache.get(
         "/v2/",

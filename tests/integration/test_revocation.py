@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +19,6 @@ from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.cache_setup import Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages
 from tests.rig.registry import AuthMode, UpstreamRegistry
-from tests.rig.server import pullthrough_binary
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +28,6 @@ PASSWORD = "alice-Secret-1"
 NEW_PASSWORD = "alice-Secret-2"
 
 Send = Callable[[dict[str, str]], httpx.Response]
-
-
-def cli(cache: Cache, *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [str(pullthrough_binary()), *args, "--config", str(cache.server.config_path)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture
@@ -58,24 +43,13 @@ def cache(
         upstreams["anonymous"],
         settings={"workers": WORKERS, "auth": {"enabled": True}},
     )
-    cli(cache, "users", "add", "alice", stdin=PASSWORD)
+    cache.server.command("users", "add", "alice", stdin=PASSWORD)
     return cache
 
 
 def basic(username: str, password: str) -> dict[str, str]:
     encoded = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"Authorization": f"Basic {encoded}"}
-
-
-def served_by(cache: Cache, request_ids: set[str]) -> dict[str, int]:
-    """Which worker process (pid) answered each request, from the JSON log."""
-    served: dict[str, int] = {}
-    for line in cache.server.log_text().splitlines():
-        if line.startswith("{"):
-            entry = json.loads(line)
-            if entry.get("request_id") in request_ids and "status" in entry:
-                served[entry["request_id"]] = entry["pid"]
-    return served
 
 
 def on_every_worker(cache: Cache, send: Send) -> dict[int, list[int]]:
@@ -85,11 +59,13 @@ def on_every_worker(cache: Cache, send: Send) -> dict[int, list[int]]:
     for _ in range(ATTEMPTS):
         request_id = uuid.uuid4().hex[:16]
         statuses[request_id] = send({"X-Request-Id": request_id}).status_code
-        if len(set(served_by(cache, set(statuses)).values())) == WORKERS:
+        if len(set(cache.server.served_by(set(statuses)).values())) == WORKERS:
             break
-    wait_for(lambda: len(served_by(cache, set(statuses))) == len(statuses), 10, "the log lines")
+    wait_for(
+        lambda: len(cache.server.served_by(set(statuses))) == len(statuses), 10, "the log lines"
+    )
     by_worker: dict[int, list[int]] = {}
-    for request_id, pid in served_by(cache, set(statuses)).items():
+    for request_id, pid in cache.server.served_by(set(statuses)).items():
         by_worker.setdefault(pid, []).append(statuses[request_id])
     assert len(by_worker) == WORKERS, f"only workers {sorted(by_worker)} answered"
     return by_worker
@@ -121,7 +97,7 @@ def test_a_login_token_is_refused_on_every_worker_from_its_exp_on(
     image = fixture_images.busybox
     manifest = f"/v2/up/{image.repo}/manifests/{image.tag}"
     scope = f"repository:up/{image.repo}:pull"
-    login = cli(cache, "login-password", "--principal", "alice", "--ttl", "8s").strip()
+    login = cache.server.command("login-password", "--principal", "alice", "--ttl", "8s").strip()
     payload = login.split(".")[1]
     exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
     as_basic = basic("token", login)
@@ -166,7 +142,7 @@ def test_a_deleted_user_is_refused_on_every_worker_when_the_command_returns(
     for credentials in (password, bearer):
         assert_every_worker_answers(cache, 200, pull_with(credentials))
 
-    assert cli(cache, "users", "delete", "alice").strip() == "alice deleted"
+    assert cache.server.command("users", "delete", "alice").strip() == "alice deleted"
     for credentials in (password, bearer):
         assert_every_worker_answers(cache, 401, pull_with(credentials))
     gone = pull_with(bearer)({}).json()["errors"][0]["message"]
@@ -182,6 +158,6 @@ def test_a_changed_password_refuses_the_old_one_on_every_worker_when_the_command
         return lambda headers: cache.get("/v2/", headers={**credentials, **headers})
 
     assert_every_worker_answers(cache, 200, base(basic("alice", PASSWORD)))
-    cli(cache, "users", "add", "alice", stdin=NEW_PASSWORD)
+    cache.server.command("users", "add", "alice", stdin=NEW_PASSWORD)
     assert_every_worker_answers(cache, 401, base(basic("alice", PASSWORD)))
     assert_every_worker_answers(cache, 200, base(basic("alice", NEW_PASSWORD)))

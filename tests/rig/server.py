@@ -7,6 +7,7 @@ free port so that a restart (after `stop()` or `kill()`) comes back at the same 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -118,6 +119,30 @@ class PullthroughServer(Started):
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_text()[-chars:]
+
+    def served_by(self, request_ids: set[str]) -> dict[str, int]:
+        """Which worker process (pid) answered each request, from the JSON log."""
+        served: dict[str, int] = {}
+        for line in self.log_text().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("request_id") in request_ids and "status" in entry:
+                    served[entry["request_id"]] = entry["pid"]
+        return served
+
+    def command(self, *args: str, stdin: str = "", timeout: float = 120) -> str:
+        """`pullthrough <args> --config <this server's configuration>`, as an operator runs it on
+        the server's machine; its standard output (the command must succeed)."""
+        result = subprocess.run(
+            [str(pullthrough_binary()), *args, "--config", str(self.config_path)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
 
     def _end(self, sig: signal.Signals, timeout: float = _STOP_TIMEOUT) -> None:
         process, self._process = self._process, None
