@@ -12,6 +12,7 @@ import httpx
 import jwt
 import pytest
 
+from pullthrough.storage.layout import DataLayout
 from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.cache_setup import Cache, start_cache
 from tests.rig.images import FixtureImages
@@ -257,7 +258,7 @@ def test_bad_tokens_are_refused(cache: Cache) -> None:
     tampered = ".".join([header, encode({**claims, "sub": "mallory", "org": "acme"}), signature])
     unsigned = ".".join([encode({"alg": "none", "typ": "JWT"}), payload, ""])
     expired = ".".join([header, encode({**claims, "exp": int(time.time()) - 10}), signature])
-    key_file = cache.server.data_dir / "token.key"
+    key_file = DataLayout(cache.server.data_dir).token_key_file
     key = bytes.fromhex(key_file.read_text())
     other_audience = jwt.encode({**claims, "aud": "another-registry"}, key, algorithm="HS256")
     really_expired = jwt.encode({**claims, "exp": int(time.time()) - 10}, key, algorithm="HS256")

@@ -19,6 +19,7 @@ import pytest
 from pullthrough.metadata.principals import AccessStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.oci.mediatypes import OCI_INDEX, OCI_MANIFEST, UPSTREAM_ACCEPT
+from pullthrough.storage.layout import DataLayout
 from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.cache_setup import PREFIX, SECRET, Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages, PushedImage
@@ -364,7 +365,7 @@ def test_bad_requests_are_4xx_that_say_what_is_wrong(cache: Cache) -> None:
 
 
 async def _put_policy(data_dir: Path, policy: dict[str, Any]) -> None:
-    metadata = await MetadataStore.open(sqlite_url(data_dir / "metadata.sqlite"))
+    metadata = await MetadataStore.open(sqlite_url(DataLayout(data_dir).metadata_file))
     try:
         await AccessStore(metadata.engine).put_policy(json.dumps(policy))
     finally:

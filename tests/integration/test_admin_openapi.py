@@ -33,6 +33,7 @@ from pullthrough.access.hashing import hash_api_key, new_api_key
 from pullthrough.api.admin.openapi import openapi_document
 from pullthrough.metadata.principals import AccessStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
+from pullthrough.storage.layout import DataLayout
 from tests.integration.cache_setup import PREFIX
 from tests.rig.images import FixtureImages, PushedImage
 from tests.rig.registry import AuthMode, UpstreamRegistry
@@ -112,7 +113,7 @@ def warm(server: PullthroughServer, images: list[PushedImage], authorization: st
 async def _bootstrap_admin(data_dir: Path) -> str:
     """An API key the registry policy lets administer, written to the server's database as an
     operator on its machine would; returns the key."""
-    metadata = await MetadataStore.open(sqlite_url(data_dir / "metadata.sqlite"))
+    metadata = await MetadataStore.open(sqlite_url(DataLayout(data_dir).metadata_file))
     try:
         store = AccessStore(metadata.engine)
         key = new_api_key()
