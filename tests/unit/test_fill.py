@@ -88,14 +88,17 @@ class Committed:
     def __init__(self, target: Path) -> None:
         self.target = target
         self.calls: list[int] = []
+        # The metadata's concept stores the commit uses: repositories.id, blobs.save.
+        self.repositories = self
+        self.blobs = self
 
     async def put_file(self, key: str, source: Path) -> None:
         source.rename(self.target)
 
-    async def repository_id(self, name: str, rule_prefix: str) -> int:
+    async def id(self, name: str, rule_prefix: str) -> int:
         return 1
 
-    async def save_blob(self, digest: str, size: int, repository_id: int) -> None:
+    async def save(self, digest: str, size: int, repository_id: int) -> None:
         self.calls.append(size)
 
 

@@ -31,7 +31,8 @@ from pullthrough.cache.singleflight import SingleFlight
 from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.errors import RegistryError, UpstreamUnavailable
-from pullthrough.metadata.store import MetadataStore, StoredManifest
+from pullthrough.metadata.manifests import StoredManifest
+from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import parse_manifest
 from pullthrough.storage.driver import BlobDriver
@@ -141,7 +142,7 @@ class BlobCache:
         self, route: Route, digest: Digest, may_import: ImportCheck = import_anything
     ) -> BlobAnswer:
         key = str(digest)
-        size, linked = await self._metadata.blob_for_repository(route.repository, key)
+        size, linked = await self._metadata.blobs.for_repository(route.repository, key)
         if size is not None:
             stored = await self._stored(digest, size)
             if stored is not None:
@@ -150,7 +151,7 @@ class BlobCache:
                     await self._confirm_upstream(route, digest)
                 return BlobAnswer(route, stored)
             log.warning("blob %s is recorded but its file is missing; fetching it again", key)
-            await self._metadata.forget_blobs([key])
+            await self._metadata.blobs.forget([key])
         may_import(f"{route.repository}@{digest}")
         source: Fill | StoredBlob | None = self._fills.get(key)
         if source is None:
@@ -189,7 +190,7 @@ class BlobCache:
         """The blob's size, asking upstream only when it is not stored for this repository;
         `may_import` is asked first, as for a GET of it."""
         key = str(digest)
-        size, linked = await self._metadata.blob_for_repository(route.repository, key)
+        size, linked = await self._metadata.blobs.for_repository(route.repository, key)
         if size is not None and linked:
             return size
         may_import(f"{route.repository}@{digest}")
@@ -211,7 +212,7 @@ class BlobCache:
         parsed = parse_manifest(manifest.content, manifest.media_type)
         uncached = []
         for blob in parsed.blobs:
-            size, linked = await self._metadata.blob_for_repository(route.repository, blob.digest)
+            size, linked = await self._metadata.blobs.for_repository(route.repository, blob.digest)
             if size is None or not linked:
                 uncached.append(blob.digest)
         if uncached:
@@ -233,8 +234,8 @@ class BlobCache:
     async def _confirm_upstream(self, route: Route, digest: Digest) -> int:
         client = self._upstreams.client(route.rule)
         size = await client.head_blob(route.upstream_repository, str(digest))
-        repo_id = await self._metadata.repository_id(route.repository, route.rule.prefix)
-        await self._metadata.link_blob(repo_id, str(digest))
+        repo_id = await self._metadata.repositories.id(route.repository, route.rule.prefix)
+        await self._metadata.blobs.link(repo_id, str(digest))
         return size
 
     async def _lead_or_follow(self, route: Route, digest: Digest) -> Fill | StoredBlob:
@@ -263,7 +264,7 @@ class BlobCache:
         self, route: Route, digest: Digest, lock: ExclusiveLock, record: Path, final_path: Path
     ) -> Fill | StoredBlob:
         key = str(digest)
-        size, _ = await self._metadata.blob_for_repository(route.repository, key)
+        size, _ = await self._metadata.blobs.for_repository(route.repository, key)
         stored = await self._stored(digest, size) if size is not None else None
         if stored is not None:  # another worker committed it while we looked
             await lock.release()

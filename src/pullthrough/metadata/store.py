@@ -4,7 +4,6 @@ the revision counters, and the stores of each concept over them (`metadata.manif
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from pullthrough.metadata.blob_records import BlobRecordStore
 from pullthrough.metadata.manifests import ManifestStore
 
 # Re-exported for callers being restructured; removed once they import it from manifests.
-from pullthrough.metadata.manifests import StoredManifest as StoredManifest
 from pullthrough.metadata.repositories import RepositoryStore
 from pullthrough.metadata.revisions import Revisions
 from pullthrough.metadata.secret_rows import SecretRowStore
@@ -68,20 +66,3 @@ class MetadataStore:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-
-    # Delegates kept for callers being restructured; removed once they call the concept stores.
-
-    async def repository_id(self, name: str, rule_prefix: str) -> int:
-        return await self.repositories.id(name, rule_prefix)
-
-    async def link_blob(self, repository_id: int, digest: str) -> None:
-        await self.blobs.link(repository_id, digest)
-
-    async def save_blob(self, digest: str, size: int, repository_id: int) -> None:
-        await self.blobs.save(digest, size, repository_id)
-
-    async def blob_for_repository(self, repository: str, digest: str) -> tuple[int | None, bool]:
-        return await self.blobs.for_repository(repository, digest)
-
-    async def forget_blobs(self, digests: Iterable[str]) -> None:
-        await self.blobs.forget(digests)

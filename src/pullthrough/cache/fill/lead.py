@@ -174,8 +174,8 @@ class LeadFill(Fill):
             blob_key(self.digest.algorithm, self.digest.hex), self.spool_path
         )
         # The repository is created with its first content, not by a fill that fails.
-        repo_id = await self._metadata.repository_id(self.repository, self._rule_prefix)
-        await self._metadata.save_blob(str(self.digest), self.written, repo_id)
+        repo_id = await self._metadata.repositories.id(self.repository, self._rule_prefix)
+        await self._metadata.blobs.save(str(self.digest), self.written, repo_id)
 
     def _fail(self, error: RegistryError) -> None:
         self.state = FillState.FAILED
