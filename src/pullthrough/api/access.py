@@ -10,6 +10,7 @@ from aiohttp import web
 
 from pullthrough.access.authn import Authenticator, Caller, parse_basic
 from pullthrough.access.authz import Authorizer
+from pullthrough.access.import_check import ImportCheck, import_anything
 from pullthrough.access.registry_policy.document import (
     ANONYMOUS,
     IMPORT_UPSTREAM,
@@ -18,7 +19,6 @@ from pullthrough.access.registry_policy.document import (
     Principal,
 )
 from pullthrough.access.tokens import RepositoryAccess, TokenSigner
-from pullthrough.cache.manifests import ImportCheck, import_anything
 from pullthrough.cache.rulebook import RuleBook
 from pullthrough.config import AuthConfig
 from pullthrough.errors import Denied, NameInvalid, NameUnknown, RequestInvalid, Unauthorized

@@ -10,12 +10,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from pullthrough.access.import_check import ImportCheck, import_anything
 from pullthrough.access.registry_policy.document import Principal
 from pullthrough.api.access import AccessControl, scope_for
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.api.ranges import parse_range
 from pullthrough.cache.blobs import BlobFile, BlobStream
-from pullthrough.cache.manifests import ImportCheck, import_anything
 from pullthrough.cache.routing import Route
 from pullthrough.cache.service import PullThroughCache
 from pullthrough.errors import (
@@ -144,11 +144,11 @@ class RegistryApi:
     ) -> web.Response:
         # Clients such as skopeo send one Accept line per media type.
         accepted = mediatypes.parse_accept(", ".join(request.headers.getall("Accept", [])))
-        answer = await self.cache.manifests.get(route, reference, accepted, may_import)
+        answer = await self.cache.manifests.pull(
+            route, reference, accepted, may_import, with_body=request.method == "GET"
+        )
         request["cache"] = answer.cache
         manifest = answer.manifest
-        await self.cache.blobs.check_image(route, manifest, may_import)
-        await self.cache.manifests.served(route, answer, with_body=request.method == "GET")
         headers = {
             **API_VERSION_HEADERS,
             "Docker-Content-Digest": manifest.digest,

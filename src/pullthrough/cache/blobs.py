@@ -20,21 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pullthrough.access.import_check import ImportCheck, import_anything
 from pullthrough.cache.byte_range import ByteRange
 from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.lead import LeadFill
 from pullthrough.cache.fill.reading import Fill
 from pullthrough.cache.fill.state import FillState, record_path
-from pullthrough.cache.manifests import ImportCheck, import_anything
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
 from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.errors import RegistryError, UpstreamUnavailable
-from pullthrough.metadata.manifests import StoredManifest
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
-from pullthrough.oci.manifest import parse_manifest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
 from pullthrough.storage.locks import ExclusiveLock, Locks
@@ -45,8 +43,6 @@ log = logging.getLogger(__name__)
 _LEAD_OR_FOLLOW_ATTEMPTS = 3
 # At shutdown, how long a verified fill may take to fsync and commit.
 _COMMIT_ON_CLOSE_SECONDS = 10.0
-# A refusal names this many of an image's uncached blobs, and counts the rest.
-_UNCACHED_NAMED = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,29 +196,6 @@ class BlobCache:
             if running.size is not None:
                 return running.size
         return await self._confirm_upstream(route, digest)
-
-    async def check_image(
-        self, route: Route, manifest: StoredManifest, may_import: ImportCheck
-    ) -> None:
-        """Refuse, through `may_import`, an image manifest whose config or layers are not all
-        cached for this repository. A principal that may not import could not fetch them, and
-        clients print the reason a manifest was refused but only the status of a refused blob."""
-        if may_import is import_anything:
-            return
-        parsed = parse_manifest(manifest.content, manifest.media_type)
-        uncached = []
-        for blob in parsed.blobs:
-            size, linked = await self._metadata.blobs.for_repository(route.repository, blob.digest)
-            if size is None or not linked:
-                uncached.append(blob.digest)
-        if uncached:
-            shown = ", ".join(uncached[:_UNCACHED_NAMED])
-            if len(uncached) > _UNCACHED_NAMED:
-                shown += f" and {len(uncached) - _UNCACHED_NAMED} more"
-            may_import(
-                f"blobs of {route.repository}@{manifest.digest} ({len(uncached)} of its "
-                f"{len(parsed.blobs)} config and layer blobs are not cached: {shown})"
-            )
 
     async def _stored(self, digest: Digest, size: int) -> StoredBlob | None:
         storage_key = blob_key(digest.algorithm, digest.hex)

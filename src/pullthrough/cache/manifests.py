@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from pullthrough.access.import_check import ImportCheck, import_anything
 from pullthrough.cache.memo import ManifestMemo
 from pullthrough.cache.negative import NegativeCache
 from pullthrough.cache.pulls import PullRecorder
@@ -38,16 +38,11 @@ from pullthrough.storage.locks import Locks, holding
 
 log = logging.getLogger(__name__)
 
+# A refusal names this many of an image's uncached blobs, and counts the rest.
+_UNCACHED_NAMED = 3
+
 # Upstream trouble that a cached copy may paper over; a 404 is an answer, not trouble.
 UPSTREAM_TROUBLE = (UpstreamUnavailable, UpstreamTimeout, TooManyRequests)
-
-# Raises DENIED when the caller may not bring `what` into the cache from upstream.
-ImportCheck = Callable[[str], None]
-
-
-def import_anything(_what: str) -> None:
-    return None
-
 
 CacheStatus = Literal["hit", "miss", "revalidated", "stale"]
 
@@ -78,6 +73,22 @@ class ManifestCache:
         self._answers: SingleFlight[ManifestAnswer] = SingleFlight()
         self._missing = NegativeCache()
         self._memo = ManifestMemo(metadata.revisions)
+
+    async def pull(
+        self,
+        route: Route,
+        reference: str,
+        accepted: frozenset[str] | None,
+        may_import: ImportCheck = import_anything,
+        *,
+        with_body: bool,
+    ) -> ManifestAnswer:
+        """A client's pull of a manifest: `get` it, refuse an image whose blobs a principal that
+        may not import could not fetch, and count the pull (and, `with_body`, its bytes)."""
+        answer = await self.get(route, reference, accepted, may_import)
+        await self._check_image(route, answer.manifest, may_import)
+        await self.served(route, answer, with_body=with_body)
+        return answer
 
     async def get(
         self,
@@ -114,6 +125,29 @@ class ManifestCache:
                 self._stats.miss(route.rule.prefix, len(manifest.content))
             else:
                 self._stats.hit(route.rule.prefix, len(manifest.content))
+
+    async def _check_image(
+        self, route: Route, manifest: StoredManifest, may_import: ImportCheck
+    ) -> None:
+        """Refuse, through `may_import`, an image manifest whose config or layers are not all
+        cached for this repository. A principal that may not import could not fetch them, and
+        clients print the reason a manifest was refused but only the status of a refused blob."""
+        if may_import is import_anything:
+            return
+        parsed = parse_manifest(manifest.content, manifest.media_type)
+        uncached = []
+        for blob in parsed.blobs:
+            size, linked = await self._metadata.blobs.for_repository(route.repository, blob.digest)
+            if size is None or not linked:
+                uncached.append(blob.digest)
+        if uncached:
+            shown = ", ".join(uncached[:_UNCACHED_NAMED])
+            if len(uncached) > _UNCACHED_NAMED:
+                shown += f" and {len(uncached) - _UNCACHED_NAMED} more"
+            may_import(
+                f"blobs of {route.repository}@{manifest.digest} ({len(uncached)} of its "
+                f"{len(parsed.blobs)} config and layer blobs are not cached: {shown})"
+            )
 
     async def _by_digest(
         self, route: Route, digest: str, may_import: ImportCheck
