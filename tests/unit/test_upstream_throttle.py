@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 
 import aiohttp
@@ -64,7 +65,10 @@ async def registry() -> AsyncIterator[FakeRegistry]:
 
 
 def worker_client(
-    session: aiohttp.ClientSession, url: str, store: SharedStore | None
+    session: aiohttp.ClientSession,
+    url: str,
+    store: SharedStore | None,
+    clock: Callable[[], float] = time.time,
 ) -> RegistryClient:
     """A registry client as one worker process builds it for the rule `hub`."""
     return RegistryClient(
@@ -74,6 +78,7 @@ def worker_client(
         timeouts=UpstreamTimeouts(connect=2.0, read=5.0, total_manifest=10.0),
         retry=RetryPolicy(attempts=3, backoff=0.001),
         shared_state=store,
+        clock=clock,
     )
 
 
@@ -81,7 +86,8 @@ async def test_after_a_429_nothing_is_sent_until_retry_after_passes(
     session: aiohttp.ClientSession, registry: FakeRegistry
 ) -> None:
     registry.failures.append(error_response(429, "TOOMANYREQUESTS", {"Retry-After": "1"}))
-    client = worker_client(session, registry.url, None)
+    now = [time.time()]
+    client = worker_client(session, registry.url, None, clock=lambda: now[0])
 
     with pytest.raises(UpstreamTooManyRequests) as first:
         await client.get_manifest(REPO, "1.27", OCI_MANIFEST)
@@ -97,7 +103,7 @@ async def test_after_a_429_nothing_is_sent_until_retry_after_passes(
     assert refused.value.status == 429
     assert client.blocked_until is not None
 
-    await asyncio.sleep(1.05)
+    now[0] += 1.05  # Retry-After has passed
     head = await client.head_manifest(REPO, "1.27", OCI_MANIFEST)
     assert head.digest is not None
     assert len(registry.requests) == 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -103,6 +105,7 @@ class RegistryClient:
         shared_state: ThrottleStore | None = None,
         health: HealthSink | None = None,
         challenges: ChallengeStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         base = URL(base_url.rstrip("/"))
         if not base.absolute or base.scheme not in ("http", "https") or not base.host:
@@ -133,7 +136,7 @@ class RegistryClient:
             auth,
             timeouts=timeouts,
             retry=retry,
-            throttle=Throttle(self._upstream, shared_state),
+            throttle=Throttle(self._upstream, shared_state, clock=clock),
             health=health,
         )
         self._bounded = aiohttp.ClientTimeout(
