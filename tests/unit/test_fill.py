@@ -88,11 +88,14 @@ class Committed:
     def __init__(self, target: Path) -> None:
         self.target = target
         self.calls: list[int] = []
+        self.refuse_put = False
         # The metadata's concept stores the commit uses: repositories.id, blobs.save.
         self.repositories = self
         self.blobs = self
 
     async def put_file(self, key: str, source: Path) -> None:
+        if self.refuse_put:
+            raise OSError(28, "No space left on device")
         source.rename(self.target)
 
     async def id(self, name: str, rule_prefix: str) -> int:
@@ -183,6 +186,25 @@ async def test_wrong_bytes_fail_every_reader_and_store_nothing(tmp_path: Path) -
         await finished(fill)
     assert commit.calls == []
     assert not list(tmp_path.iterdir())
+
+
+async def test_a_failed_commit_still_gives_readers_every_verified_byte(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    fill, commit = make_fill(tmp_path, FakeClient(CONTENT, gate=gate), Digest.of(CONTENT))
+    commit.refuse_put = True
+    fill.start()
+    await fill.wait_started()
+    reading = asyncio.create_task(read_all(fill))  # opened before the commit fails
+    await asyncio.sleep(0.05)
+    gate.set()
+
+    assert await reading == CONTENT
+    await finished(fill)  # the bytes verified: waiting for them raises nothing
+    assert fill.state is FillState.COMMIT_FAILED
+    assert fill.error is not None and "No space left" in fill.error.message
+    assert commit.calls == []
+    assert not (tmp_path / "final").exists()
+    assert not list(tmp_path.glob("*.part"))
 
 
 async def test_broken_body_resumes_with_range(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ class FollowFill(Fill):
             record = FillRecord.read(self._record_path)
             # A failure recorded before we came is an earlier fill's: wait for the new one.
             if record is not None and (
-                record.state is not FillState.FAILED or record.updated_at >= attached_at
+                not record.state.unstored or record.updated_at >= attached_at
             ):
                 self._apply(record)
                 return True
@@ -70,9 +70,7 @@ class FollowFill(Fill):
         self.repository = record.repository
         self.size = record.size
         self.spool_path = self._record_path.parent / record.spool
-        if record.state in (FillState.VERIFIED, FillState.COMMITTED):
-            self._bytes_verified = True
-        if record.state is FillState.FAILED:
+        if record.state.unstored:
             self.error = record.error()
         if record.state is not FillState.RUNNING:
             self.state = record.state
@@ -122,5 +120,5 @@ class FollowFill(Fill):
                     )
 
     def _fail(self, error: RegistryError) -> None:
-        self.state = FillState.FAILED
+        self.state = self.state.failing()
         self.error = error

@@ -109,7 +109,6 @@ class LeadFill(Fill):
             # The bytes are proven right: readers may have the last one now, while the
             # durable commit (fsync, rename, record) goes on.
             self.state = FillState.VERIFIED
-            self._bytes_verified = True
             self._notify()
             await asyncio.to_thread(self._publish)
             await asyncio.to_thread(os.fsync, fd)
@@ -178,7 +177,7 @@ class LeadFill(Fill):
         await self._metadata.blobs.save(str(self.digest), self.written, repo_id)
 
     def _fail(self, error: RegistryError) -> None:
-        self.state = FillState.FAILED
+        self.state = self.state.failing()
         self.error = error
         self._started.set()
         self._notify()

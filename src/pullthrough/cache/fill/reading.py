@@ -29,9 +29,6 @@ class Fill(ABC):
     spool_path: Path
     # Where the blob lives once committed, for a reader that opens after the rename.
     committed_path: Path | None
-    # The fill reached VERIFIED: readers may have every byte, even before the commit is done
-    # and even if that commit then fails (the state is FAILED then).
-    _bytes_verified: bool = False
 
     @abstractmethod
     async def wait_started(self) -> None:
@@ -41,7 +38,8 @@ class Fill(ABC):
         """Wait until every byte is verified; raise the fill's error if it failed first."""
         while self.state is FillState.RUNNING:
             await self._wait_change()
-        if self.error is not None and not self._bytes_verified:
+        if self.state is FillState.FAILED:
+            assert self.error is not None
             raise self.error
 
     @abstractmethod
@@ -64,8 +62,8 @@ class Fill(ABC):
             position = start
             while end is None or position < end:
                 state = self.state
-                complete = self._bytes_verified or state is FillState.COMMITTED
-                if state is FillState.FAILED and not complete:
+                complete = state.bytes_verified
+                if state is FillState.FAILED:
                     assert self.error is not None
                     raise self.error
                 written = self._available(fd)

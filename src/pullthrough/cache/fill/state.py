@@ -1,13 +1,17 @@
 """Where a fill stands: one enum, and the record that tells other worker processes.
 
-A fill goes RUNNING → VERIFIED → COMMITTED, or ends FAILED from RUNNING or VERIFIED:
+A fill goes RUNNING → VERIFIED → COMMITTED; it ends FAILED from RUNNING, or COMMIT_FAILED
+from VERIFIED:
 
 - RUNNING: bytes are arriving; readers get all but the last one.
 - VERIFIED: every byte arrived and the digest matched; readers may have them all, while the
   durable commit (fsync, rename, metadata row) goes on.
 - COMMITTED: the blob is in storage and in the metadata; the spool file is renamed away.
-- FAILED: the fill's error says why. A fill that failed only in its commit had verified its
-  bytes, so readers that were reading it still get every byte.
+- FAILED: the bytes never verified (upstream failed, a wrong digest or size, the deadline);
+  the fill's error says why, and every reader gets it short of the last byte.
+- COMMIT_FAILED: the bytes verified but were not stored (or the process following the fill lost
+  it after it verified): readers that are reading get every byte; nothing is stored, so the
+  next pull fills the blob again.
 
 The process that downloads a blob holds its fill lock (`storage/locks.py`) and publishes a
 small record beside the spool file, so that processes following it know where the bytes are,
@@ -40,6 +44,21 @@ class FillState(Enum):
     VERIFIED = "verified"
     COMMITTED = "committed"
     FAILED = "failed"
+    COMMIT_FAILED = "commit_failed"
+
+    @property
+    def bytes_verified(self) -> bool:
+        """Readers may have every byte: the digest matched."""
+        return self in (FillState.VERIFIED, FillState.COMMITTED, FillState.COMMIT_FAILED)
+
+    @property
+    def unstored(self) -> bool:
+        """The fill ended without storing the blob."""
+        return self in (FillState.FAILED, FillState.COMMIT_FAILED)
+
+    def failing(self) -> FillState:
+        """The state a fill in this state ends in when it fails now."""
+        return FillState.COMMIT_FAILED if self.bytes_verified else FillState.FAILED
 
 
 def record_path(spool_dir: Path, algorithm: str, hex_digest: str) -> Path:
