@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pullthrough.metadata import schema
+from pullthrough.metadata.migrating import bring_to_head
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci import mediatypes
@@ -44,8 +44,7 @@ async def metadata(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         engine = create_async_engine(
             POSTGRES_URL, connect_args={"server_settings": {"search_path": name}}
         )
-        async with engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
+        await bring_to_head(engine, migrate=True)
         store = MetadataStore(engine)
     try:
         yield store

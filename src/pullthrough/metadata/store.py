@@ -1,6 +1,7 @@
-"""The metadata database: the engine, opened with the schema created, this process's view of
-the revision counters, and the stores of each concept over them (`metadata.manifests`,
-`metadata.blobs`, …). The queries themselves live in the concept modules of this package."""
+"""The metadata database: the engine, opened at the schema this release knows (`migrating.py`),
+this process's view of the revision counters, and the stores of each concept over them
+(`metadata.manifests`, `metadata.blobs`, …). The queries themselves live in the concept modules
+of this package."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from pullthrough.metadata import schema
 from pullthrough.metadata.blob_records import BlobRecordStore
 from pullthrough.metadata.manifests import ManifestStore
+from pullthrough.metadata.migrating import bring_to_head
 
 # Re-exported for callers being restructured; removed once they import it from manifests.
 from pullthrough.metadata.repositories import RepositoryStore
@@ -41,7 +42,9 @@ class MetadataStore:
         self.secrets = SecretRowStore(engine)
 
     @classmethod
-    async def open(cls, url: str) -> MetadataStore:
+    async def open(cls, url: str, *, migrate: bool = False) -> MetadataStore:
+        """Open the database at `url`, brought to this release's schema: SQLite migrates itself,
+        another database only when `migrate` says so (migrating.SchemaMismatch otherwise)."""
         engine = create_async_engine(url)
         if engine.dialect.name == "sqlite":
 
@@ -56,8 +59,11 @@ class MetadataStore:
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.close()
 
-        async with engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
+        try:
+            await bring_to_head(engine, migrate=migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:

@@ -1,0 +1,203 @@
+"""Opening a metadata database brings it to this release's schema, or refuses to.
+
+`tests/data/metadata-pre-migrations.sqlite` was made by the release before migrations existed
+(`MetadataStore.open` then `create_all`), through the stores: repository
+`docker.io/library/alpine` holding blobs `layer-bytes` and `{}` and an OCI image manifest of
+them tagged `3.20` (checked at 1000.0); the seeded rule `docker.io` → registry-1.docker.io
+(default); robot principal `ci` (hash `hash`, group `builders`); secret `hub` (key `k1`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from pullthrough.metadata import schema
+from pullthrough.metadata.migrating import (
+    MIGRATIONS,
+    MigrationNeeded,
+    NewerDatabase,
+    bring_to_head,
+    head,
+)
+from pullthrough.metadata.principals import AccessStore
+from pullthrough.metadata.rules import RuleStore
+from pullthrough.metadata.store import MetadataStore, sqlite_url
+from tests.unit.space_support import POSTGRES_URL
+
+FIXTURE = Path(__file__).parent.parent / "data" / "metadata-pre-migrations.sqlite"
+ALPINE = "docker.io/library/alpine"
+
+
+def _digest(content: bytes) -> str:
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def _version(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
+
+
+def _differences(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), schema.metadata))
+
+
+def _with_a_second_revision(tmp_path: Path) -> Path:
+    """These migrations plus a revision after the head, as the next release would have them."""
+    location = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, location, ignore=shutil.ignore_patterns("__pycache__"))
+    (location / "versions" / "v0002_notes.py").write_text(
+        '"""A table of notes."""\n'
+        "import sqlalchemy as sa\n"
+        "from alembic import op\n\n"
+        'revision = "0002"\n'
+        f'down_revision = "{head()}"\n\n\n'
+        "def upgrade():\n"
+        '    op.create_table("notes", sa.Column("id", sa.Integer(), primary_key=True))\n\n\n'
+        "def downgrade():\n"
+        '    op.drop_table("notes")\n'
+    )
+    return location
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[AsyncEngine]:
+    """An engine over an empty PostgreSQL schema of its own, dropped afterwards."""
+    name = f"migrations_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(POSTGRES_URL)
+    async with admin.begin() as conn:
+        await conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    engine = create_async_engine(
+        POSTGRES_URL, connect_args={"server_settings": {"search_path": name}}
+    )
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        async with admin.begin() as conn:
+            await conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        await admin.dispose()
+
+
+async def test_a_database_made_before_migrations_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.sqlite"
+    shutil.copyfile(FIXTURE, path)
+    metadata = await MetadataStore.open(sqlite_url(path))
+    try:
+        layer, config = b"layer-bytes", b"{}"
+        tagged = await metadata.manifests.tag(ALPINE, "3.20")
+        assert tagged is not None
+        assert tagged.checked_at == 1000.0
+        assert tagged.manifest.media_type == "application/vnd.oci.image.manifest.v1+json"
+        assert tagged.manifest.digest == _digest(tagged.manifest.content)
+        assert await metadata.manifests.tags(ALPINE, None, None) == ["3.20"]
+        assert sorted(await metadata.blobs.stored()) == sorted(
+            [(_digest(layer), len(layer)), (_digest(config), len(config))]
+        )
+        assert (await metadata.blobs.for_repository(ALPINE, _digest(layer)))[0] == len(layer)
+        rule = await RuleStore(metadata.engine).get("docker.io")
+        assert rule is not None
+        assert rule.rule.upstream == "https://registry-1.docker.io"
+        assert rule.rule.default
+        principal = await AccessStore(metadata.engine).principal("ci")
+        assert principal is not None
+        assert (principal.kind, principal.groups) == ("robot", ("builders",))
+        secret = await metadata.secrets.get("hub")
+        assert secret is not None
+        assert (secret.key_id, secret.ciphertext) == ("k1", b"ciphertext")
+        async with metadata.engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await metadata.close()
+    assert _version(path) == [head()]
+
+
+async def test_a_new_sqlite_database_reaches_the_head(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.sqlite"
+    metadata = await MetadataStore.open(sqlite_url(path))
+    try:
+        async with metadata.engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await metadata.close()
+    assert _version(path) == [head()]
+
+
+@pytest.mark.parametrize("migrate", [False, True])
+@pytest.mark.contract
+@pytest.mark.postgres
+async def test_a_new_postgresql_schema_reaches_the_head(
+    postgres_schema: AsyncEngine, migrate: bool
+) -> None:
+    migration = await bring_to_head(postgres_schema, migrate=migrate)
+    assert (migration.found, migration.reached) == (None, head())
+    async with postgres_schema.connect() as conn:
+        assert await conn.run_sync(_differences) == []
+        version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+        assert version.scalars().all() == [head()]
+
+
+@pytest.mark.contract
+@pytest.mark.postgres
+async def test_a_postgresql_database_made_before_migrations_is_stamped(
+    postgres_schema: AsyncEngine,
+) -> None:
+    async with postgres_schema.begin() as conn:
+        await conn.run_sync(schema.metadata.create_all)
+    migration = await bring_to_head(postgres_schema, migrate=False)
+    assert (migration.found, migration.reached, migration.migrated) == (head(), head(), False)
+
+
+async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.sqlite"
+    await (await MetadataStore.open(sqlite_url(path))).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(NewerDatabase) as refused:
+        await MetadataStore.open(sqlite_url(path))
+    assert str(refused.value) == (
+        "the metadata database was made by a newer pullthrough: revision 9999, "
+        f"this release knows up to {head()}"
+    )
+
+
+async def test_sqlite_behind_the_head_migrates_itself(tmp_path: Path) -> None:
+    engine = create_async_engine(sqlite_url(tmp_path / "metadata.sqlite"))
+    try:
+        await bring_to_head(engine, migrate=False)
+        migration = await bring_to_head(
+            engine, migrate=False, location=_with_a_second_revision(tmp_path)
+        )
+        assert (migration.found, migration.reached, migration.migrated) == (head(), "0002", True)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.contract
+@pytest.mark.postgres
+async def test_postgresql_behind_the_head_is_migrated_only_when_asked(
+    postgres_schema: AsyncEngine, tmp_path: Path
+) -> None:
+    await bring_to_head(postgres_schema, migrate=False)
+    location = _with_a_second_revision(tmp_path)
+    with pytest.raises(MigrationNeeded) as refused:
+        await bring_to_head(postgres_schema, migrate=False, location=location)
+    assert str(refused.value) == (
+        f"the metadata database is at revision {head()} and this release needs 0002: stop every "
+        "pullthrough using it, run `pullthrough migrate`, then start this one"
+    )
+    migration = await bring_to_head(postgres_schema, migrate=True, location=location)
+    assert (migration.found, migration.reached) == (head(), "0002")
+    async with postgres_schema.connect() as conn:
+        notes = await conn.exec_driver_sql("SELECT count(*) FROM notes")
+        assert notes.scalar_one() == 0
