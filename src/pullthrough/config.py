@@ -27,6 +27,8 @@ from pullthrough.errors import NameInvalid
 from pullthrough.oci.names import validate_name
 
 ENV_PREFIX = "PULLTHROUGH_"
+# The beginnings of a database_url this release opens.
+DATABASE_SCHEMES = ("postgresql://", "sqlite:///")
 # PULLTHROUGH_CONFIG names the file; PULLTHROUGH_SECRET_* are credentials; the CLI's own
 # variables (client/admin.py) say which server to talk to. None of them are settings.
 _ENV_NOT_SETTINGS = (
@@ -241,6 +243,9 @@ class Settings(BaseModel):
 
     listen: str = "127.0.0.1:5000"
     data_dir: Path = Path("./data")
+    # The metadata database: None is the SQLite file in data_dir; else `postgresql://…` (shared
+    # by replicas, migrated with `pullthrough migrate`) or `sqlite:///path`.
+    database_url: str | None = None
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     rules: tuple[RuleConfig, ...] = Field(default_factory=_default_rules)
     log_level: str = "info"
@@ -257,6 +262,13 @@ class Settings(BaseModel):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(DATABASE_SCHEMES):
+            raise ValueError("database_url starts with postgresql:// or sqlite:///")
         return value
 
     @field_validator("log_level")

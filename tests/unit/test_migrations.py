@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from pullthrough.config import ConfigError, Settings, load_settings
 from pullthrough.metadata import schema
 from pullthrough.metadata.migrating import (
     MIGRATIONS,
@@ -30,6 +31,7 @@ from pullthrough.metadata.migrating import (
     bring_to_head,
     head,
 )
+from pullthrough.metadata.opening import database_url
 from pullthrough.metadata.principals import AccessStore
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
@@ -133,13 +135,15 @@ async def test_a_new_sqlite_database_reaches_the_head(tmp_path: Path) -> None:
     assert _version(path) == [head()]
 
 
-@pytest.mark.parametrize("migrate", [False, True])
 @pytest.mark.contract
 @pytest.mark.postgres
-async def test_a_new_postgresql_schema_reaches_the_head(
-    postgres_schema: AsyncEngine, migrate: bool
+async def test_a_new_postgresql_schema_reaches_the_head_when_asked(
+    postgres_schema: AsyncEngine,
 ) -> None:
-    migration = await bring_to_head(postgres_schema, migrate=migrate)
+    with pytest.raises(MigrationNeeded) as refused:
+        await bring_to_head(postgres_schema, migrate=False)
+    assert "run `pullthrough migrate` to create it" in str(refused.value)
+    migration = await bring_to_head(postgres_schema, migrate=True)
     assert (migration.found, migration.reached) == (None, head())
     async with postgres_schema.connect() as conn:
         assert await conn.run_sync(_differences) == []
@@ -188,7 +192,7 @@ async def test_sqlite_behind_the_head_migrates_itself(tmp_path: Path) -> None:
 async def test_postgresql_behind_the_head_is_migrated_only_when_asked(
     postgres_schema: AsyncEngine, tmp_path: Path
 ) -> None:
-    await bring_to_head(postgres_schema, migrate=False)
+    await bring_to_head(postgres_schema, migrate=True)
     location = _with_a_second_revision(tmp_path)
     with pytest.raises(MigrationNeeded) as refused:
         await bring_to_head(postgres_schema, migrate=False, location=location)
@@ -201,3 +205,15 @@ async def test_postgresql_behind_the_head_is_migrated_only_when_asked(
     async with postgres_schema.connect() as conn:
         notes = await conn.exec_driver_sql("SELECT count(*) FROM notes")
         assert notes.scalar_one() == 0
+
+
+def test_the_database_url_setting_names_the_driver(tmp_path: Path) -> None:
+    environ = {"PULLTHROUGH_DATABASE_URL": "postgresql://pt@db.internal:5432/cache"}
+    settings = load_settings(None, environ=environ)
+    assert database_url(settings) == "postgresql+asyncpg://pt@db.internal:5432/cache"
+    other = Settings(database_url=f"sqlite:///{tmp_path}/meta.sqlite")
+    assert database_url(other) == f"sqlite+aiosqlite:///{tmp_path}/meta.sqlite"
+    default = Settings(data_dir=tmp_path)
+    assert database_url(default) == sqlite_url(tmp_path.resolve() / "metadata.sqlite")
+    with pytest.raises(ConfigError, match="database_url starts with postgresql:// or sqlite:///"):
+        load_settings(None, environ={"PULLTHROUGH_DATABASE_URL": "mysql://db/cache"})

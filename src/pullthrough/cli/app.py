@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from pullthrough import __version__
-from pullthrough.cli.options import fail_configuration
+from pullthrough.cli.options import EXIT_USAGE, fail, fail_configuration
 from pullthrough.config import ConfigError, load_settings
 
 # Narrower than this, rich cuts long option names and URLs in help tables short ("…"); a
@@ -41,6 +41,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the cache: embedded defaults, overridden by --config and PULLTHROUGH_* variables."""
+    from pullthrough.metadata.migrating import SchemaMismatch
     from pullthrough.server import serve as run_server
 
     try:
@@ -51,6 +52,9 @@ def serve(
         code = run_server(settings)
     except ConfigError as exc:
         fail_configuration(exc)
+    except SchemaMismatch as exc:
+        # A shared database is migrated by `pullthrough migrate`, never by a starting server.
+        fail(str(exc), EXIT_USAGE)
     if code:
         raise typer.Exit(code)
 
@@ -82,6 +86,7 @@ def main() -> None:
         access,
         declarative,
         lifecycle,
+        migrate,
         mirror,
         prefetch,
         repos,
@@ -94,6 +99,7 @@ def main() -> None:
     app.command()(serve)
     status.register(app)
     app.command()(version)
+    migrate.register(app)
     for module in (
         access,
         secrets,

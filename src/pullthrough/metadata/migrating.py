@@ -2,12 +2,13 @@
 
 The schema's revisions are Alembic's (`migrations/`). Opening a database decides here:
 
-- a new, empty database is upgraded to the head revision;
+- a new, empty database is created at the head revision when it is SQLite or when migrating was
+  asked for;
 - a database made before migrations existed (tables, no `alembic_version`) is stamped as the
   baseline, keeping every row, and then treated like any database at that revision;
 - a database behind the head is upgraded when it is SQLite (the embedded default migrates
   itself) or when migrating was asked for (`pullthrough migrate`); any other is refused, since
-  other processes may share it;
+  other processes may share it: a shared database's schema changes only when an operator says;
 - a database at a revision this release does not know was made by a newer release: refused.
 """
 
@@ -88,7 +89,12 @@ def _bring_to_head(connection: Connection, migrate: bool, location: Path) -> Mig
         )
     if found == newest:
         return Migration(found, newest)
-    if found is not None and not migrate and connection.dialect.name != "sqlite":
+    if not migrate and connection.dialect.name != "sqlite":
+        if found is None:
+            raise MigrationNeeded(
+                f"the metadata database has no schema yet: run `pullthrough migrate` to create it "
+                f"(revision {newest}), then start pullthrough"
+            )
         raise MigrationNeeded(
             f"the metadata database is at revision {found} and this release needs {newest}: "
             "stop every pullthrough using it, run `pullthrough migrate`, then start this one"

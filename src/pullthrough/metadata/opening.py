@@ -1,7 +1,7 @@
 """The one place that opens the metadata database from the settings.
 
-Today that is the SQLite file in the data directory; a configured database URL (PostgreSQL) is
-chosen here and nowhere else.
+By default that is the SQLite file in the data directory; a configured `database_url`
+(PostgreSQL, or another SQLite file) is chosen here and nowhere else.
 """
 
 from __future__ import annotations
@@ -13,22 +13,34 @@ from pullthrough.config import Settings
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.storage.layout import DataLayout
 
+# The configured scheme, and the asynchronous driver's that SQLAlchemy opens it with.
+_DRIVERS = {"postgresql://": "postgresql+asyncpg://", "sqlite:///": "sqlite+aiosqlite:///"}
+
 
 def database_url(settings: Settings) -> str:
     """The SQLAlchemy URL of the metadata database these settings name."""
-    return sqlite_url(DataLayout(settings.data_dir.resolve()).metadata_file)
+    configured = settings.database_url
+    if configured is None:
+        return sqlite_url(DataLayout(settings.data_dir.resolve()).metadata_file)
+    for scheme, driver in _DRIVERS.items():
+        if configured.startswith(scheme):
+            return driver + configured.removeprefix(scheme)
+    raise ValueError(f"database_url {configured!r}: not postgresql:// or sqlite:///")
 
 
-async def open_metadata(settings: Settings) -> MetadataStore:
-    """Open (and create the schema of) the metadata database; the caller closes it."""
+async def open_metadata(settings: Settings, *, migrate: bool = False) -> MetadataStore:
+    """Open the metadata database at this release's schema (migrating.py decides whether that
+    migrates it, with `migrate` for a shared database); the caller closes it."""
     DataLayout(settings.data_dir.resolve()).create()
-    return await MetadataStore.open(database_url(settings))
+    return await MetadataStore.open(database_url(settings), migrate=migrate)
 
 
 @asynccontextmanager
-async def metadata_for(settings: Settings) -> AsyncIterator[MetadataStore]:
+async def metadata_for(
+    settings: Settings, *, migrate: bool = False
+) -> AsyncIterator[MetadataStore]:
     """The metadata database for the length of a `with` block."""
-    metadata = await open_metadata(settings)
+    metadata = await open_metadata(settings, migrate=migrate)
     try:
         yield metadata
     finally:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pullthrough.metadata.blob_records import BlobRecordStore
 from pullthrough.metadata.manifests import ManifestStore
-from pullthrough.metadata.migrating import bring_to_head
+from pullthrough.metadata.migrating import Migration, bring_to_head
 
 # Re-exported for callers being restructured; removed once they import it from manifests.
 from pullthrough.metadata.repositories import RepositoryStore
@@ -32,6 +32,8 @@ class MetadataStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # What opening did to the schema; None when the engine was handed in already migrated.
+        self.migration: Migration | None = None
         # This process's view of the revision counters, shared by what it remembers of the
         # metadata (repository ids, the manifest memo) so that it is read once per bound.
         self.revisions = Revisions(engine)
@@ -60,11 +62,13 @@ class MetadataStore:
                 cursor.close()
 
         try:
-            await bring_to_head(engine, migrate=migrate)
+            migration = await bring_to_head(engine, migrate=migrate)
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine)
+        store = cls(engine)
+        store.migration = migration
+        return store
 
     async def close(self) -> None:
         await self.engine.dispose()
