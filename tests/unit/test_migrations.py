@@ -9,19 +9,22 @@ them tagged `3.20` (checked at 1000.0); the seeded rule `docker.io` → registry
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
+import typer
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from pullthrough.cli.options import run_on_metadata
 from pullthrough.config import ConfigError, Settings, load_settings
 from pullthrough.metadata import schema
 from pullthrough.metadata.migrating import (
@@ -217,3 +220,26 @@ def test_the_database_url_setting_names_the_driver(tmp_path: Path) -> None:
     assert database_url(default) == sqlite_url(tmp_path.resolve() / "metadata.sqlite")
     with pytest.raises(ConfigError, match="database_url starts with postgresql:// or sqlite:///"):
         load_settings(None, environ={"PULLTHROUGH_DATABASE_URL": "mysql://db/cache"})
+
+
+def test_a_command_on_a_newer_database_exits_2_with_the_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "meta.sqlite"
+    config = tmp_path / "pullthrough.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\ndatabase_url: sqlite:///{path}\n")
+    asyncio.run(_close(MetadataStore.open(sqlite_url(path))))
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(typer.Exit) as exited:
+        run_on_metadata(config, _nothing)
+    assert exited.value.exit_code == 2
+    assert "made by a newer pullthrough: revision 9999" in capsys.readouterr().err
+
+
+async def _close(opening: Awaitable[MetadataStore]) -> None:
+    await (await opening).close()
+
+
+async def _nothing(_metadata: MetadataStore, _settings: Settings) -> None:
+    return None

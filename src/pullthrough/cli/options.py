@@ -176,7 +176,9 @@ def data_dir_or_exit(settings: Settings) -> Path:
 def run_on_metadata(
     config: Path | None, work: Callable[[MetadataStore, Settings], Awaitable[T]]
 ) -> T:
-    """Run `work` against the metadata database of the server that `config` describes."""
+    """Run `work` against the metadata database of the server that `config` describes; exit 2
+    when that database's schema is not this release's (the message says what to do)."""
+    from pullthrough.metadata.migrating import SchemaMismatch
     from pullthrough.metadata.opening import metadata_for
 
     settings = settings_or_exit(config)
@@ -186,4 +188,7 @@ def run_on_metadata(
         async with metadata_for(settings) as metadata:
             return await work(metadata, settings)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except SchemaMismatch as exc:
+        fail(str(exc), EXIT_USAGE)
