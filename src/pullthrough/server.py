@@ -24,7 +24,7 @@ from pullthrough.access.rule_credentials import warn_about_credentials
 from pullthrough.access.secrets import open_secret_store
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.config import RuleConfig, Settings
-from pullthrough.metadata.opening import metadata_for
+from pullthrough.metadata.opening import describe_database, metadata_for
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.storage.layout import DataLayout, blob_key
 from pullthrough.storage.opening import open_blob_storage
@@ -68,7 +68,7 @@ async def prepare_rules(settings: Settings) -> tuple[RuleConfig, ...]:
             "the file's rules only seed a new data directory; change rules with `pullthrough "
             "rules` or `pullthrough apply -f FILE`",
             len(rules),
-            DataLayout(settings.data_dir.resolve()).metadata_file,
+            describe_database(settings),
         )
     return rules
 

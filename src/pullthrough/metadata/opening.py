@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy.engine import make_url
+
 from pullthrough.config import Settings
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.storage.layout import DataLayout
@@ -26,6 +28,13 @@ def database_url(settings: Settings) -> str:
         if configured.startswith(scheme):
             return driver + configured.removeprefix(scheme)
     raise ValueError(f"database_url {configured!r}: not postgresql:// or sqlite:///")
+
+
+def describe_database(settings: Settings) -> str:
+    """The metadata database for people: the SQLite file, or the URL without its password."""
+    if settings.database_url is None:
+        return str(DataLayout(settings.data_dir.resolve()).metadata_file)
+    return make_url(settings.database_url).render_as_string(hide_password=True)
 
 
 async def open_metadata(settings: Settings, *, migrate: bool = False) -> MetadataStore:
