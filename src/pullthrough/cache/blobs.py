@@ -268,10 +268,6 @@ class BlobCache:
             del self._fills[key]
 
     @property
-    def fills_in_progress(self) -> int:
-        return len(self._fills)
-
-    @property
     def fills(self) -> tuple[LeadFill, ...]:
         """The fills this worker leads now: what a drain at shutdown waits for."""
         return tuple(self._fills.values())

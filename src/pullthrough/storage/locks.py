@@ -85,10 +85,6 @@ class FileLock:
         self.path = path
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     async def try_acquire(self) -> bool:
         return await asyncio.to_thread(self._try_acquire)
 

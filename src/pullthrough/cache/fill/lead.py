@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -79,7 +78,6 @@ class LeadFill(Fill):
         self._lock = lock
         self._record_path = record_path
         self.task: asyncio.Task[None] | None = None
-        self.started_at = time.monotonic()
 
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"fill {self.digest}")
