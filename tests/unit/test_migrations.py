@@ -127,6 +127,23 @@ async def test_a_database_made_before_migrations_keeps_every_row(tmp_path: Path)
     assert _version(path) == [head()]
 
 
+async def test_a_database_from_an_older_release_gets_the_tables_it_lacked(tmp_path: Path) -> None:
+    """Releases before migrations created missing tables at every start; taking over a data
+    directory from before the newest of them does the same before stamping the baseline."""
+    path = tmp_path / "metadata.sqlite"
+    shutil.copyfile(FIXTURE, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE revisions")
+    metadata = await MetadataStore.open(sqlite_url(path))
+    try:
+        assert await metadata.manifests.tag(ALPINE, "3.20") is not None
+        async with metadata.engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await metadata.close()
+    assert _version(path) == [head()]
+
+
 async def test_a_new_sqlite_database_reaches_the_head(tmp_path: Path) -> None:
     path = tmp_path / "metadata.sqlite"
     metadata = await MetadataStore.open(sqlite_url(path))

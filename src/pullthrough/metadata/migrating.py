@@ -24,6 +24,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pullthrough.metadata import schema
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The revision of the schema as it was before migrations existed.
 BASELINE = "0001"
@@ -80,6 +82,9 @@ def _bring_to_head(connection: Connection, migrate: bool, location: Path) -> Mig
     assert newest is not None
     found = MigrationContext.configure(connection).get_current_revision()
     if found is None and inspect(connection).has_table(_EVERY_RELEASE_HAS):
+        # Those releases created missing tables at every start: so does taking one over, so
+        # that a data directory from before the newest of them still reaches the baseline.
+        schema.metadata.create_all(connection)
         command.stamp(config, BASELINE)
         found = BASELINE
     if found is not None and found not in {script.revision for script in scripts.walk_revisions()}:
