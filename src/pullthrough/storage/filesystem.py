@@ -8,6 +8,10 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from pullthrough.storage.driver import StoredObject
+
+_READ_CHUNK = 1 << 20
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -35,8 +39,35 @@ class FilesystemDriver:
         except FileNotFoundError:
             return None
 
+    async def stat(self, key: str) -> StoredObject | None:
+        try:
+            found = await asyncio.to_thread(os.stat, self._path(key))
+        except FileNotFoundError:
+            return None
+        return StoredObject(size=found.st_size, modified_at=found.st_mtime)
+
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        fd = await asyncio.to_thread(os.open, self._path(key), os.O_RDONLY)
+        try:
+            position = start
+            while end is None or position < end:
+                want = _READ_CHUNK if end is None else min(_READ_CHUNK, end - position)
+                chunk = await asyncio.to_thread(os.pread, fd, want, position)
+                if not chunk:
+                    return
+                position += len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+    def upload(self, key: str) -> None:
+        return None  # the fill's spool file is renamed into place (`put_file`)
+
+    async def presigned_url(self, key: str, expires_in: float) -> str | None:
+        return None
 
     async def put_file(self, key: str, source: Path) -> None:
         await asyncio.to_thread(self._put_file, self._path(key), source)
@@ -61,9 +92,15 @@ class FilesystemDriver:
         for path in found:
             yield path.relative_to(self.root).as_posix()
 
+    async def sweep_uploads(self, older_than: float) -> int:
+        return 0  # no uploads: spool files live in the data directory's tmp/, emptied at start
+
     async def ping(self) -> None:
         def check() -> None:
             if not os.access(self.root, os.W_OK):
                 raise OSError(f"{self.root} is not writable")
 
         await asyncio.to_thread(check)
+
+    async def close(self) -> None:
+        return None
