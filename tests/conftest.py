@@ -8,6 +8,7 @@ fixtures are factories whose every product is stopped at teardown.
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from tests.rig.images import FixtureImages, RegistryPusher, push_fixture_images
 from tests.rig.proxy import CountingProxy
 from tests.rig.registry import AuthMode, UpstreamRegistry
+from tests.rig.s3server import S3Server, missing_swift
 from tests.rig.server import PullthroughServer
 from tests.rig.token_issuer import TokenIssuer
 
@@ -51,6 +53,26 @@ def rig_tools() -> None:
             f"{' '.join(_REQUIRED_TOOLS)} the integration tests need",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 API (Swift + s3api from Debian) for the session; fails when Swift is missing."""
+    reason = missing_swift()
+    if reason is not None:
+        pytest.fail(
+            f"{reason}: `make debian-deps` installs the Debian packages swift swift-proxy "
+            "swift-account swift-container swift-object memcached the S3 tests need",
+            pytrace=False,
+        )
+    with S3Server(tmp_path_factory.mktemp("s3server")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    return s3_server.bucket(f"t-{uuid.uuid4().hex[:20]}")
 
 
 @pytest.fixture(scope="session")
