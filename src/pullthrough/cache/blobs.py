@@ -6,7 +6,9 @@ it or it was fetched through it; otherwise upstream is asked (HEAD) whether the 
 
 A GET is answered in two steps, so that the HTTP layer can label the request before a range is
 refused: `open` finds the blob (a hit) or the fill that brings it (a miss), and `send` says what
-to send of it, a stored file or a stream of the growing fill, and counts it in the statistics.
+to send of it and counts it in the statistics: a stored local file (`sendfile`), a stream of the
+stored object read through the driver (storage without local files), a stream of the growing
+fill, or — when asked and the driver can — a redirect to a presigned URL of the stored object.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,13 +26,13 @@ from pullthrough.access.import_check import ImportCheck, import_anything
 from pullthrough.cache.byte_range import ByteRange
 from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.lead import LeadFill
-from pullthrough.cache.fill.reading import Fill
+from pullthrough.cache.fill.reading import Fill, read_stored
 from pullthrough.cache.fill.state import FillState, record_path
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
 from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
-from pullthrough.errors import RegistryError, UpstreamUnavailable
+from pullthrough.errors import RegistryError, StorageUnavailable, UpstreamUnavailable
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
@@ -47,10 +49,12 @@ _COMMIT_ON_CLOSE_SECONDS = 10.0
 
 @dataclass(frozen=True, slots=True)
 class StoredBlob:
-    """A complete, verified blob with a local file to send."""
+    """A complete, verified blob in storage; `path` is its local file, None when the driver
+    keeps none (object storage): then its bytes are read through the driver."""
 
-    path: Path
+    key: str  # the storage key
     size: int
+    path: Path | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,45 +76,68 @@ class BlobFile:
     path: Path
 
 
-class BlobStream:
-    """Send bytes [start, end) of a fill as they arrive; `end` None means to the end.
+@dataclass(frozen=True, slots=True)
+class BlobRedirect:
+    """Send the client to this URL of the stored object (presigned, it expires)."""
 
-    A range of the blob is sent as partial content with `content_range`; the bytes sent are
-    counted as a miss when the stream ends, or when the fill fails under it.
+    url: str
+
+
+class BlobStream:
+    """Send bytes [start, end) of the blob as they arrive; `end` None means to the end.
+
+    The bytes come from a fill as it grows (a miss), or from the stored object through the
+    driver (a hit without a local file). A range of the blob is sent as partial content with
+    `content_range`; `counted` is called with the bytes sent when the stream ends, or when it
+    fails under them.
     """
 
     def __init__(
         self,
-        fill: Fill,
+        chunks: AsyncIterator[bytes],
         start: int,
         end: int | None,
         content_range: str | None,
-        stats: StatsRecorder,
-        prefix: str,
+        counted: Callable[[int], None],
     ) -> None:
         self.start = start
         self.end = end
         self.content_range = content_range
-        self._fill = fill
-        self._stats = stats
-        self._prefix = prefix
+        self._chunks = chunks
+        self._counted = counted
 
     @property
     def length(self) -> int | None:
         return None if self.end is None else self.end - self.start
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The bytes; a RegistryError once the fill fails (short of the last byte, so the
-        client never has the whole of a wrong blob)."""
+        """The bytes; a RegistryError once the source fails (for a fill, short of the last
+        byte, so the client never has the whole of a wrong blob)."""
         sent = 0
         try:
-            async for chunk in self._fill.read(self.start, self.end):
+            async for chunk in self._chunks:
                 yield chunk
                 sent += len(chunk)
         except RegistryError:
-            self._stats.miss(self._prefix, sent)
+            self._counted(sent)
             raise
-        self._stats.miss(self._prefix, sent)
+        self._counted(sent)
+
+
+async def _from_storage(chunks: AsyncIterator[bytes], key: str) -> AsyncIterator[bytes]:
+    """A stored object's bytes, a failure of storage as a RegistryError."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except RegistryError:
+        raise
+    except Exception as exc:
+        log.warning("reading %s from storage failed: %s", key, exc)
+        raise StorageUnavailable(f"reading {key} from storage failed") from exc
+
+
+def _not_counted(sent: int) -> None:
+    return None
 
 
 class BlobCache:
@@ -133,6 +160,7 @@ class BlobCache:
         self._stats = stats
         self._fills: dict[str, LeadFill] = {}
         self._flights: SingleFlight[Fill | StoredBlob] = SingleFlight()
+        self._warned_no_redirect = False
 
     async def open(
         self, route: Route, digest: Digest, may_import: ImportCheck = import_anything
@@ -159,17 +187,29 @@ class BlobCache:
             await self._confirm_upstream(route, digest)
         return BlobAnswer(route, source)
 
-    async def send(self, answer: BlobAnswer, wanted: ByteRange | None) -> BlobFile | BlobStream:
+    async def send(
+        self, answer: BlobAnswer, wanted: ByteRange | None, redirect_ttl: float | None = None
+    ) -> BlobFile | BlobStream | BlobRedirect:
         """What to send of the blob `open` found: all of it, or the range `wanted` (a 416 when
-        it lies outside the blob). A hit is counted now, a miss when its stream ends."""
+        it lies outside the blob). A hit is counted now, a miss when its stream ends.
+
+        With `redirect_ttl`, a hit is a redirect to a URL of the stored object valid that many
+        seconds, when the driver hands out such URLs (the client sends its range there)."""
         prefix = answer.route.rule.prefix
         source = answer.source
         if isinstance(source, StoredBlob):
             start, end = 0, source.size
             if wanted is not None:
                 start, end = wanted.resolve(source.size)
+            url = await self._presigned(source, redirect_ttl)
             self._stats.hit(prefix, end - start)
-            return BlobFile(source.path)
+            if url is not None:
+                return BlobRedirect(url)
+            if source.path is not None:
+                return BlobFile(source.path)
+            content_range = None if wanted is None else f"bytes {start}-{end - 1}/{source.size}"
+            chunks = _from_storage(read_stored(self._driver, source.key, start, end), source.key)
+            return BlobStream(chunks, start, end, content_range, _not_counted)
         if source.size is None and wanted is not None:
             await source.wait_done()  # a range of an unknown length needs the whole blob first
         first: int = 0
@@ -178,7 +218,25 @@ class BlobCache:
         if wanted is not None and source.size is not None:
             first, last = wanted.resolve(source.size)
             content_range = f"bytes {first}-{last - 1}/{source.size}"
-        return BlobStream(source, first, last, content_range, self._stats, prefix)
+        return BlobStream(
+            source.read(first, last),
+            first,
+            last,
+            content_range,
+            functools.partial(self._stats.miss, prefix),
+        )
+
+    async def _presigned(self, stored: StoredBlob, redirect_ttl: float | None) -> str | None:
+        if redirect_ttl is None:
+            return None
+        url = await self._driver.presigned_url(stored.key, redirect_ttl)
+        if url is None and not self._warned_no_redirect:
+            self._warned_no_redirect = True
+            log.warning(
+                "storage.redirect_blobs is set, but this storage hands out no URLs "
+                "(the filesystem): blobs are sent by the server"
+            )
+        return url
 
     async def head(
         self, route: Route, digest: Digest, may_import: ImportCheck = import_anything
@@ -199,9 +257,8 @@ class BlobCache:
 
     async def _stored(self, digest: Digest, size: int) -> StoredBlob | None:
         storage_key = blob_key(digest.algorithm, digest.hex)
-        path = self._driver.local_path(storage_key)
-        if path is not None and await self._driver.size(storage_key) == size:
-            return StoredBlob(path, size)
+        if await self._driver.size(storage_key) == size:
+            return StoredBlob(storage_key, size, self._driver.local_path(storage_key))
         return None
 
     async def _confirm_upstream(self, route: Route, digest: Digest) -> int:
@@ -215,8 +272,7 @@ class BlobCache:
         """Fill the blob here, or follow the worker process that is filling it already."""
         record = record_path(self._spool_dir, digest.algorithm, digest.hex)
         storage_key = blob_key(digest.algorithm, digest.hex)
-        final_path = self._driver.local_path(storage_key)
-        assert final_path is not None
+        final_path = self._driver.local_path(storage_key)  # None: storage keeps no local files
         for _ in range(_LEAD_OR_FOLLOW_ATTEMPTS):
             lock = self._locks.blob_fill(digest.algorithm, digest.hex)
             if await lock.try_acquire():
@@ -226,6 +282,7 @@ class BlobCache:
                 lock=lock,
                 record_path=record,
                 final_path=final_path,
+                driver=self._driver,
                 deadline=self._fill_deadline,
             )
             if await follower.attach():
@@ -234,7 +291,12 @@ class BlobCache:
         raise UpstreamUnavailable(f"could not start or follow a fill of {digest}; retry")
 
     async def _lead(
-        self, route: Route, digest: Digest, lock: ExclusiveLock, record: Path, final_path: Path
+        self,
+        route: Route,
+        digest: Digest,
+        lock: ExclusiveLock,
+        record: Path,
+        final_path: Path | None,
     ) -> Fill | StoredBlob:
         key = str(digest)
         size, _ = await self._metadata.blobs.for_repository(route.repository, key)

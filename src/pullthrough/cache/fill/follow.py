@@ -2,7 +2,9 @@
 
 The other worker holds the blob's fill lock, writes the spool file, and publishes a `FillRecord`
 (see `state.py`). A follower reads the same spool file as it grows and learns the end from the
-record, the committed file, or — if the other worker died — the lock coming free.
+record, the committed blob, or — if the other worker died — the lock coming free. When storage
+keeps no local files (object storage), the committed blob is asked of the driver, and only once
+the lock is free: the record says how the fill ended until then.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pullthrough.cache.fill.reading import Fill
 from pullthrough.cache.fill.state import POLL_SECONDS, FillRecord, FillState
 from pullthrough.errors import RegistryError, UpstreamTimeout, UpstreamUnavailable
 from pullthrough.oci.digest import Digest
+from pullthrough.storage.driver import BlobDriver
+from pullthrough.storage.layout import blob_key
 from pullthrough.storage.locks import ExclusiveLock
 
 # How often a follower checks that the worker it follows is still alive.
@@ -29,7 +33,8 @@ class FollowFill(Fill):
         digest: Digest,
         lock: ExclusiveLock,
         record_path: Path,
-        final_path: Path,
+        final_path: Path | None,
+        driver: BlobDriver,
         deadline: float,
     ) -> None:
         self.digest = digest
@@ -39,6 +44,8 @@ class FollowFill(Fill):
         self.error = None
         self.spool_path = record_path  # replaced once the record names the spool
         self.committed_path = final_path
+        self.driver = driver
+        self.storage_key = blob_key(digest.algorithm, digest.hex)
         # The lock the leading worker holds: free again once it is gone.
         self._lock = lock
         self._record_path = record_path
@@ -56,13 +63,16 @@ class FollowFill(Fill):
             ):
                 self._apply(record)
                 return True
-            if self._committed():
+            if self._committed_locally():
                 self.state = FillState.COMMITTED
                 # Read the committed file itself: a new fill's record may appear at the
                 # record path (after garbage collection, say), and it is not the blob.
                 self.spool_path = self.committed_path  # type: ignore[assignment]
                 return True
             if await self._leader_gone():
+                if self.committed_path is None and await self._committed():
+                    self.state = FillState.COMMITTED  # read from the driver (`Fill.read`)
+                    return True
                 return False
             await asyncio.sleep(POLL_SECONDS)
 
@@ -75,12 +85,29 @@ class FollowFill(Fill):
         if record.state is not FillState.RUNNING:
             self.state = record.state
 
-    def _committed(self) -> bool:
+    def _committed_locally(self) -> bool:
+        """The committed file is there (never true when storage keeps no local files)."""
+        if self.committed_path is None:
+            return False
         try:
-            size = os.stat(self.committed_path).st_size  # type: ignore[arg-type]
+            size = os.stat(self.committed_path).st_size
         except FileNotFoundError:
             return False
         return self.size is None or size == self.size
+
+    async def _committed(self) -> bool:
+        """The blob is stored: the local file, or else the object, asked of the driver."""
+        if self.committed_path is not None:
+            return self._committed_locally()
+        size = await self.driver.size(self.storage_key)
+        return size is not None and (self.size is None or size == self.size)
+
+    async def _spool_gone(self) -> None:
+        record = FillRecord.read(self._record_path)
+        if record is not None and record.spool == self.spool_path.name:
+            self._apply(record)
+        if self.state in (FillState.RUNNING, FillState.VERIFIED) and await self._committed():
+            self.state = FillState.COMMITTED
 
     async def _leader_gone(self) -> bool:
         return await self._lock.is_free()
@@ -100,7 +127,7 @@ class FollowFill(Fill):
             self._apply(record)
         if self.state not in (FillState.RUNNING, FillState.VERIFIED):
             return
-        if self._committed():
+        if self._committed_locally():
             self.state = FillState.COMMITTED
             return
         now = time.monotonic()
@@ -108,7 +135,11 @@ class FollowFill(Fill):
             self._fail(UpstreamTimeout(f"the fill of {self.digest} in another worker timed out"))
         elif now - self._last_liveness_check > LIVENESS_SECONDS:
             self._last_liveness_check = now
-            if await self._leader_gone() and not self._committed():
+            if not await self._leader_gone():
+                return
+            if await self._committed():  # its record went with it
+                self.state = FillState.COMMITTED
+            else:
                 record = FillRecord.read(self._record_path)
                 if record is not None and record.state is not FillState.RUNNING:
                     self._apply(record)

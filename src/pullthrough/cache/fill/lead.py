@@ -4,6 +4,13 @@ readable by any number of clients while it grows.
 
 While it runs it holds the blob's fill lock and keeps the fill record (`state.py`) up to date,
 so that other worker processes follow it (`follow.py`) instead of downloading the blob again.
+
+Storage gets the blob one of two ways. A driver that keeps files (the filesystem) is handed the
+verified spool file (`put_file`). A driver with streamed uploads (object storage) is fed while
+the download runs: one more reader of the spool file, under the readers' rule (never the last
+byte before the digest is verified), writes it to the upload, which is completed only after
+verification; a failed fill aborts it, so nothing is ever visible at the key. The spool file is
+the buffer between the two: the download never waits for the upload.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pullthrough.errors import (
 )
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
-from pullthrough.storage.driver import BlobDriver
+from pullthrough.storage.driver import BlobDriver, BlobUpload
 from pullthrough.storage.layout import blob_key
 from pullthrough.storage.locks import ExclusiveLock
 from pullthrough.upstream.client import RegistryClient
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 FAILED_RECORD_SECONDS = 5.0
 # How often a broken upstream body is resumed with a Range request before the fill gives up.
 RESUME_ATTEMPTS = 5
+# How long a failed fill waits for storage to discard its upload (a sweep removes leftovers).
+ABORT_UPLOAD_SECONDS = 30.0
 
 
 class LeadFill(Fill):
@@ -63,7 +72,8 @@ class LeadFill(Fill):
         self._upstream_repository = upstream_repository
         self._client = client
         self.spool_path = spool_dir / f"{digest.hex[:16]}-{uuid.uuid4().hex}.part"
-        self._driver = driver
+        self.driver = driver
+        self.storage_key = blob_key(digest.algorithm, digest.hex)
         self._metadata = metadata
         self._deadline = deadline
         self.size: int | None = None
@@ -78,6 +88,9 @@ class LeadFill(Fill):
         self._lock = lock
         self._record_path = record_path
         self.task: asyncio.Task[None] | None = None
+        # The streamed upload to storage, and the task feeding it from the spool file.
+        self._upload: BlobUpload | None = None
+        self._feeding: asyncio.Task[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"fill {self.digest}")
@@ -97,19 +110,28 @@ class LeadFill(Fill):
     async def _wait_change(self) -> None:
         await self._changed.wait()
 
+    async def _spool_gone(self) -> None:
+        return None  # this process removed it, after the state was settled
+
     async def _run(self) -> None:
         fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         hasher = self.digest.hasher()
         try:
+            self._upload = self.driver.upload(self.storage_key)
+            if self._upload is not None:
+                self._feeding = asyncio.get_running_loop().create_task(
+                    self._feed(self._upload), name=f"upload {self.digest}"
+                )
             async with asyncio.timeout(self._deadline):
                 await self._download(fd, hasher)
             self._verify(hasher.hexdigest())
             # The bytes are proven right: readers may have the last one now, while the
-            # durable commit (fsync, rename, record) goes on.
+            # durable commit (fsync, rename or upload, record) goes on.
             self.state = FillState.VERIFIED
             self._notify()
             await asyncio.to_thread(self._publish)
-            await asyncio.to_thread(os.fsync, fd)
+            if self._upload is None:
+                await asyncio.to_thread(os.fsync, fd)
             await self._commit()
         except RegistryError as exc:
             self._fail(exc)
@@ -133,6 +155,9 @@ class LeadFill(Fill):
         finally:
             os.close(fd)
             if self.state is not FillState.COMMITTED:
+                await self._discard_upload()
+            if self.state is not FillState.COMMITTED or self._upload is not None:
+                # Readers that have it open read on; later ones read the stored blob.
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.spool_path)
             self._publish()
@@ -166,13 +191,35 @@ class LeadFill(Fill):
         ).write(self._record_path)
 
     async def _commit(self) -> None:
-        """Store the verified spool file as the blob, then record it in the metadata."""
-        await self._driver.put_file(
-            blob_key(self.digest.algorithm, self.digest.hex), self.spool_path
-        )
+        """Store the verified blob (complete the upload, or hand over the spool file), then
+        record it in the metadata."""
+        if self._upload is not None:
+            assert self._feeding is not None
+            await self._feeding  # every byte written: the feed reads up to the verified end
+            await self._upload.complete()
+        else:
+            await self.driver.put_file(self.storage_key, self.spool_path)
         # The repository is created with its first content, not by a fill that fails.
         repo_id = await self._metadata.repositories.id(self.repository, self._rule_prefix)
         await self._metadata.blobs.save(str(self.digest), self.written, repo_id)
+
+    async def _feed(self, upload: BlobUpload) -> None:
+        """Write the spool file to the upload as it grows, as a reader reads it."""
+        async for chunk in self.read(0, None):
+            await upload.write(chunk)
+
+    async def _discard_upload(self) -> None:
+        """Stop feeding the upload and abort it: nothing appears at the key."""
+        if self._feeding is not None:
+            self._feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._feeding
+        if self._upload is not None:
+            try:
+                async with asyncio.timeout(ABORT_UPLOAD_SECONDS):
+                    await self._upload.abort()
+            except Exception as exc:  # a sweep of old uploads removes it later
+                log.warning("could not abort the upload of %s: %s", self.digest, exc)
 
     def _fail(self, error: RegistryError) -> None:
         self.state = self.state.failing()
