@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -246,6 +247,9 @@ class Settings(BaseModel):
     # The metadata database: None is the SQLite file in data_dir; else `postgresql://…` (shared
     # by replicas, migrated with `pullthrough migrate`) or `sqlite:///path`.
     database_url: str | None = None
+    # The URL other replicas reach this one at (they stream a blob this one is fetching from
+    # it); None is http://<listen>, with this host's name when listening on every address.
+    advertise_url: str | None = None
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     rules: tuple[RuleConfig, ...] = Field(default_factory=_default_rules)
     log_level: str = "info"
@@ -270,6 +274,16 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(DATABASE_SCHEMES):
             raise ValueError("database_url starts with postgresql:// or sqlite:///")
         return value
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _advertise_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"advertise_url {value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
 
     @field_validator("log_level")
     @classmethod
@@ -308,6 +322,18 @@ class Settings(BaseModel):
     @property
     def listen_port(self) -> int:
         return parse_listen(self.listen)[1]
+
+    @property
+    def advertised_url(self) -> str:
+        """`advertise_url`, or the URL `listen` makes of this host."""
+        if self.advertise_url is not None:
+            return self.advertise_url
+        host = self.listen_host
+        if host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.listen_port}"
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -25,6 +25,7 @@ from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.oci import mediatypes
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout
+from pullthrough.storage.locks import FileLocks
 from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.cache_setup import Cache, start_cache
 from tests.rig.images import FixtureImages, PushedImage
@@ -117,7 +118,7 @@ async def collector_loop(
                     victim = rng.choice(held)
                     expired = await space.expire(victim.repository, [victim.digest])
                     tally.expired += expired.images
-            report = await collect_garbage(space, driver, GRACE, spool_dir=layout.temp_dir)
+            report = await collect_garbage(space, driver, GRACE, locks=FileLocks(layout.temp_dir))
             tally.gc.append(report)
             await asyncio.sleep(GC_PAUSE)
     finally:
@@ -248,7 +249,7 @@ async def test_gc_in_a_loop_while_twenty_clients_pull_loses_nothing_and_leaves_n
         space = SpaceStore(metadata.engine)
         driver = FilesystemDriver(layout.blob_root)
         later = time.time() + GRACE + 0.2
-        await collect_garbage(space, driver, GRACE, later, spool_dir=layout.temp_dir)
+        await collect_garbage(space, driver, GRACE, later, locks=FileLocks(layout.temp_dir))
         leftover = files_on_disk(layout).keys() - referenced
         assert not leftover, f"unreferenced blobs left on disk: {sorted(leftover)}"
         assert set(dict(await metadata.blobs.stored())) == referenced

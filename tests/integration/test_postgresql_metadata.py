@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from pullthrough.metadata.migrating import head
 from tests.rig.images import FixtureImages
 from tests.rig.registry import AuthMode, UpstreamRegistry
 from tests.rig.server import PullthroughServer
@@ -65,8 +66,8 @@ def test_serve_waits_for_migrate_then_serves_a_pull(
         assert server.exit_code == 2, server.log_tail()
         assert "run `pullthrough migrate`" in server.log_text()
 
-        assert "migrated from nothing (new) to 0001" in server.command("migrate")
-        assert "at revision 0001, nothing to migrate" in server.command("migrate")
+        assert f"migrated from nothing (new) to {head()}" in server.command("migrate")
+        assert f"at revision {head()}, nothing to migrate" in server.command("migrate")
 
         server.start()
         image = fixture_images.oci_app

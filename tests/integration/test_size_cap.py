@@ -20,6 +20,7 @@ from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.oci import mediatypes
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout
+from pullthrough.storage.locks import FileLocks
 from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.cache_setup import Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages, PushedImage
@@ -113,7 +114,7 @@ async def test_over_the_cap_least_recently_pulled_images_go_first_until_under_lo
             low_water=low_water,
             grace=0,
             now=time.time(),
-            spool_dir=layout.temp_dir,
+            locks=FileLocks(layout.temp_dir),
         )
         remaining = {
             image.digest

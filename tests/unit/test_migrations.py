@@ -28,6 +28,7 @@ from pullthrough.cli.options import run_on_metadata
 from pullthrough.config import ConfigError, Settings, load_settings
 from pullthrough.metadata import schema
 from pullthrough.metadata.migrating import (
+    BASELINE,
     MIGRATIONS,
     MigrationNeeded,
     NewerDatabase,
@@ -57,15 +58,19 @@ def _differences(connection: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(connection), schema.metadata))
 
 
+def _next_revision() -> str:
+    return f"{int(head()) + 1:04d}"
+
+
 def _with_a_second_revision(tmp_path: Path) -> Path:
     """These migrations plus a revision after the head, as the next release would have them."""
     location = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "v0002_notes.py").write_text(
+    (location / "versions" / f"v{_next_revision()}_notes.py").write_text(
         '"""A table of notes."""\n'
         "import sqlalchemy as sa\n"
         "from alembic import op\n\n"
-        'revision = "0002"\n'
+        f'revision = "{_next_revision()}"\n'
         f'down_revision = "{head()}"\n\n\n'
         "def upgrade():\n"
         '    op.create_table("notes", sa.Column("id", sa.Integer(), primary_key=True))\n\n\n'
@@ -176,10 +181,17 @@ async def test_a_new_postgresql_schema_reaches_the_head_when_asked(
 async def test_a_postgresql_database_made_before_migrations_is_stamped(
     postgres_schema: AsyncEngine,
 ) -> None:
+    """Stamped as the baseline, then migrated like any database at it: only when asked."""
+    baseline = [t for t in schema.metadata.sorted_tables if t.name != "locks"]
     async with postgres_schema.begin() as conn:
-        await conn.run_sync(schema.metadata.create_all)
-    migration = await bring_to_head(postgres_schema, migrate=False)
-    assert (migration.found, migration.reached, migration.migrated) == (head(), head(), False)
+        await conn.run_sync(schema.metadata.create_all, tables=baseline)
+    with pytest.raises(MigrationNeeded) as refused:
+        await bring_to_head(postgres_schema, migrate=False)
+    assert f"at revision {BASELINE} and this release needs {head()}" in str(refused.value)
+    migration = await bring_to_head(postgres_schema, migrate=True)
+    assert (migration.found, migration.reached, migration.migrated) == (BASELINE, head(), True)
+    async with postgres_schema.connect() as conn:
+        assert await conn.run_sync(_differences) == []
 
 
 async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
@@ -202,7 +214,11 @@ async def test_sqlite_behind_the_head_migrates_itself(tmp_path: Path) -> None:
         migration = await bring_to_head(
             engine, migrate=False, location=_with_a_second_revision(tmp_path)
         )
-        assert (migration.found, migration.reached, migration.migrated) == (head(), "0002", True)
+        assert (migration.found, migration.reached, migration.migrated) == (
+            head(),
+            _next_revision(),
+            True,
+        )
     finally:
         await engine.dispose()
 
@@ -217,11 +233,12 @@ async def test_postgresql_behind_the_head_is_migrated_only_when_asked(
     with pytest.raises(MigrationNeeded) as refused:
         await bring_to_head(postgres_schema, migrate=False, location=location)
     assert str(refused.value) == (
-        f"the metadata database is at revision {head()} and this release needs 0002: stop every "
-        "pullthrough using it, run `pullthrough migrate`, then start this one"
+        f"the metadata database is at revision {head()} and this release needs "
+        f"{_next_revision()}: stop every pullthrough using it, run `pullthrough migrate`, then "
+        "start this one"
     )
     migration = await bring_to_head(postgres_schema, migrate=True, location=location)
-    assert (migration.found, migration.reached) == (head(), "0002")
+    assert (migration.found, migration.reached) == (head(), _next_revision())
     async with postgres_schema.connect() as conn:
         notes = await conn.exec_driver_sql("SELECT count(*) FROM notes")
         assert notes.scalar_one() == 0

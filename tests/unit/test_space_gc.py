@@ -91,7 +91,9 @@ async def test_collects_old_unreferenced_blobs_and_orphan_files_and_nothing_else
     stray.write_bytes(b"?")
     os.utime(stray, (old, old))
 
-    report = await collect_garbage(space, driver, GRACE, now, spool_dir=layout.temp_dir, settle=0)
+    report = await collect_garbage(
+        space, driver, GRACE, now, locks=FileLocks(layout.temp_dir), settle=0
+    )
 
     assert (report.blobs_deleted, report.orphan_files_deleted) == (1, 1)
     assert report.bytes_freed == 100 + 7
@@ -108,7 +110,9 @@ async def test_collects_old_unreferenced_blobs_and_orphan_files_and_nothing_else
     # The fill lock files GC took are gone again.
     assert not list(layout.temp_dir.glob("*.lock"))
 
-    again = await collect_garbage(space, driver, GRACE, now, spool_dir=layout.temp_dir, settle=0)
+    again = await collect_garbage(
+        space, driver, GRACE, now, locks=FileLocks(layout.temp_dir), settle=0
+    )
     assert (again.blobs_deleted, again.orphan_files_deleted, again.bytes_freed) == (0, 0, 0)
 
 
@@ -122,7 +126,7 @@ async def test_a_blob_whose_fill_is_running_keeps_its_file(
     assert await fill_lock.try_acquire()
     try:
         report = await collect_garbage(
-            space, driver, GRACE, now, spool_dir=layout.temp_dir, settle=0
+            space, driver, GRACE, now, locks=FileLocks(layout.temp_dir), settle=0
         )
     finally:
         await fill_lock.release()
@@ -141,7 +145,7 @@ async def test_a_blob_fetched_again_while_gc_settles_keeps_its_file(
     now = time.time()
     path = await store_blob(build, layout, "wanted-again", 50, now - 2 * GRACE)
     collection = asyncio.create_task(
-        collect_garbage(space, driver, GRACE, now, spool_dir=layout.temp_dir, settle=0.5)
+        collect_garbage(space, driver, GRACE, now, locks=FileLocks(layout.temp_dir), settle=0.5)
     )
     await asyncio.sleep(0.2)
     # The row is gone: a client's fresh fill commits the blob again.
@@ -165,7 +169,9 @@ async def test_a_manifest_cached_after_collection_started_keeps_its_blob(
     await build.image(REPO, "late", {"layer": 50}, "v1")  # cached between listing and delete
 
     assert not await space.forget_unreferenced_blob(digest_of("layer"), now - GRACE)
-    report = await collect_garbage(space, driver, GRACE, now, spool_dir=layout.temp_dir, settle=0)
+    report = await collect_garbage(
+        space, driver, GRACE, now, locks=FileLocks(layout.temp_dir), settle=0
+    )
     assert report.blobs_deleted == 0
     assert path.exists()
 

@@ -1,5 +1,7 @@
 """Signed, short-lived tokens: registry tokens from `/token`, and login tokens for
-`docker login --password-stdin`, both HS256 JWTs under a key in the data directory.
+`docker login --password-stdin`, both HS256 JWTs under one key: `PULLTHROUGH_TOKEN_KEY` (hex of
+32 bytes) when set, so that replicas sharing it accept each other's tokens; else the key file in
+the data directory, created on first use.
 
 Expiry is exact: a token is refused from its `exp` on (no leeway), by the signer's own clock.
 Each token carries a stamp of the credentials its principal had when it was issued (an HMAC of
@@ -15,7 +17,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,10 +25,18 @@ from typing import Any, Literal
 import jwt
 
 from pullthrough.access.registry_policy.document import Principal
+from pullthrough.config import ConfigError
 from pullthrough.errors import Unauthorized
 from pullthrough.storage.layout import DataLayout
 
 Purpose = Literal["registry", "login"]
+
+KEY_ENV = "PULLTHROUGH_TOKEN_KEY"
+KEY_BYTES = 32
+
+
+class TokenKeyError(ConfigError):
+    """`PULLTHROUGH_TOKEN_KEY` is malformed; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +60,22 @@ class VerifiedToken:
         return any(a.name == name and action in a.actions for a in self.access)
 
 
-def load_or_create_key(data_dir: Path) -> bytes:
-    """The signing key, created (0600) on first use; shared by every worker of one server."""
+def load_or_create_key(data_dir: Path, environ: Mapping[str, str] | None = None) -> bytes:
+    """The signing key: `PULLTHROUGH_TOKEN_KEY` when set (every replica sets the same), else the
+    key file, created (0600) on first use and shared by every worker of one server."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(KEY_ENV, "").strip()
+    if text:
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise TokenKeyError(
+                f"${KEY_ENV} must hold {KEY_BYTES} bytes in hex ({2 * KEY_BYTES} characters); "
+                "make a key with `openssl rand -hex 32`"
+            )
+        return key
     path = DataLayout(data_dir).token_key_file
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

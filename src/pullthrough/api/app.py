@@ -23,7 +23,6 @@ from pullthrough.errors import EndpointUnknown
 from pullthrough.lifecycle.keeper import SpaceKeeper
 from pullthrough.metadata.principals import AccessStore
 from pullthrough.metadata.revisions import Revisions
-from pullthrough.storage.layout import DataLayout
 from pullthrough.upstream.credentials import CredentialSource
 
 CACHE_KEY = web.AppKey("cache", PullThroughCache)
@@ -92,7 +91,7 @@ def build_app(
                     cache.metadata.engine,
                     cache.driver,
                     settings.lifecycle,
-                    spool_dir=DataLayout(settings.data_dir.resolve()).temp_dir,
+                    locks=cache.locks,
                 )
                 keeper_task = asyncio.create_task(keeper.run_periodically(), name="lifecycle")
             try:

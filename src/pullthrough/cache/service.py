@@ -19,14 +19,14 @@ from pullthrough.cache.rulebook import RuleBook
 from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.config import Settings
-from pullthrough.metadata.opening import open_metadata
+from pullthrough.metadata.opening import open_locks, open_metadata
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.stats import CacheStatsStore
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import DataLayout
-from pullthrough.storage.locks import FileLocks
+from pullthrough.storage.locks import Locks
 from pullthrough.storage.opening import open_blob_storage
 from pullthrough.upstream.credentials import CredentialSource, EnvCredentialSource
 
@@ -44,6 +44,8 @@ class PullThroughCache:
     listings: Listings
     pulls: PullRecorder
     stats: StatsRecorder
+    # The one lock set: fills, tag refreshes, manifest fetches, and GC deleting a blob.
+    locks: Locks
 
 
 @asynccontextmanager
@@ -60,6 +62,8 @@ async def open_cache(
     )
     blobs: BlobCache | None = None
     upstreams: Upstreams | None = None
+    # Lease rows every replica sees on PostgreSQL, flocks in tmp/ on SQLite (metadata/opening.py).
+    locks = open_locks(settings, metadata)
     pulls = PullRecorder(SpaceStore(metadata.engine))
     stats = StatsRecorder(CacheStatsStore(metadata.engine))
     health = HealthRecorder(metadata.upstreams)
@@ -70,8 +74,6 @@ async def open_cache(
         upstreams = Upstreams(
             session, settings, credentials or EnvCredentialSource(), metadata, health, secrets
         )
-        # The one lock set of this data directory: fills, tag refreshes, manifest fetches.
-        locks = FileLocks(layout.temp_dir)
         manifests = ManifestCache(metadata, upstreams, locks, pulls, stats)
         blobs = BlobCache(
             metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline, locks, stats
@@ -90,6 +92,7 @@ async def open_cache(
             listings=Listings(metadata, upstreams, manifests),
             pulls=pulls,
             stats=stats,
+            locks=locks,
         )
     finally:
         for recorder in (pulls, stats, health):
@@ -98,5 +101,6 @@ async def open_cache(
             await blobs.close()
         if upstreams is not None:
             await upstreams.close()
+        await locks.close()
         await session.close()
         await metadata.close()

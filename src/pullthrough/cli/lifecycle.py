@@ -230,20 +230,20 @@ async def _keeper_call(
     now: float | None,
 ) -> Any:
     from pullthrough.lifecycle.keeper import SpaceKeeper
-    from pullthrough.storage.layout import DataLayout
+    from pullthrough.metadata.opening import open_locks
     from pullthrough.storage.opening import open_blob_storage
 
-    keeper = SpaceKeeper(
-        metadata.engine,
-        open_blob_storage(settings),
-        settings.lifecycle,
-        spool_dir=DataLayout(settings.data_dir.resolve()).temp_dir,
-    )
-    if action == "preview":
-        return await keeper.preview(repository, now)
-    from pullthrough.metadata.revisions import propagated
+    # The servers' own lock set: a run waits for theirs, and never deletes a blob being filled.
+    locks = open_locks(settings, metadata)
+    keeper = SpaceKeeper(metadata.engine, open_blob_storage(settings), settings.lifecycle, locks)
+    try:
+        if action == "preview":
+            return await keeper.preview(repository, now)
+        from pullthrough.metadata.revisions import propagated
 
-    report = await keeper.run(repository, now)
+        report = await keeper.run(repository, now)
+    finally:
+        await locks.close()
     await propagated()  # every worker of a running server has forgotten what was removed
     return report
 

@@ -32,7 +32,7 @@ from pullthrough.metadata.space import SpaceStore
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
-from pullthrough.storage.locks import ExclusiveLock, FileLocks
+from pullthrough.storage.locks import ExclusiveLock, Locks
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,13 @@ async def collect_garbage(
     grace: float,
     now: float | None = None,
     *,
-    spool_dir: Path | None = None,
+    locks: Locks | None = None,
     settle: float = SETTLE_SECONDS,
 ) -> GcReport:
     """Collect unreferenced blobs older than `grace` seconds, then orphan files as old.
 
-    `spool_dir` is the fills' lock directory (`DataLayout.temp_dir`); without it no fill lock
-    is taken, which is only right when no server shares the data directory.
+    `locks` is the fills' lock set (`PullThroughCache.locks`, `metadata.opening.open_locks`);
+    without it no fill lock is taken, which is only right when no server shares the storage.
     """
     cutoff = (time.time() if now is None else now) - grace
     dropped = await _drop_repositories_without_rule(space)
@@ -77,13 +77,13 @@ async def collect_garbage(
         await asyncio.sleep(settle)
     deleted = refilled = freed = 0
     for blob in forgotten:
-        size = await _remove_file(space, driver, Digest.parse(blob.digest), spool_dir, None)
+        size = await _remove_file(space, driver, Digest.parse(blob.digest), locks, None)
         if size is None:
             refilled += 1
         else:
             deleted += 1
             freed += size
-    orphans, orphan_bytes = await _remove_orphan_files(space, driver, cutoff, spool_dir)
+    orphans, orphan_bytes = await _remove_orphan_files(space, driver, cutoff, locks)
     report = GcReport(
         repositories_dropped=dropped,
         blobs_deleted=deleted,
@@ -122,7 +122,7 @@ async def _remove_file(
     space: SpaceStore,
     driver: BlobDriver,
     digest: Digest,
-    spool_dir: Path | None,
+    locks: Locks | None,
     older_than: float | None,
 ) -> int | None:
     """Remove the blob's file unless it has a row again or a fill holds its lock (None then);
@@ -138,8 +138,8 @@ async def _remove_file(
     if path is None and older_than is not None:
         return None  # no way to tell the object's age on this driver
     lock: ExclusiveLock | None = None
-    if spool_dir is not None:
-        lock = FileLocks(spool_dir).blob_fill(digest.algorithm, digest.hex)
+    if locks is not None:
+        lock = locks.blob_fill(digest.algorithm, digest.hex)
         if not await lock.try_acquire():
             return None  # a fill is running: the file it renames into place will be the blob
     try:
@@ -189,7 +189,7 @@ def _digest_of_key(key: str) -> Digest | None:
 
 
 async def _remove_orphan_files(
-    space: SpaceStore, driver: BlobDriver, cutoff: float, spool_dir: Path | None
+    space: SpaceStore, driver: BlobDriver, cutoff: float, locks: Locks | None
 ) -> tuple[int, int]:
     """Delete blob files older than `cutoff` that have no row; (files, bytes) removed."""
     old: dict[str, Digest] = {}
@@ -205,7 +205,7 @@ async def _remove_orphan_files(
     for name, digest in old.items():
         if name in known:
             continue
-        size = await _remove_file(space, driver, digest, spool_dir, cutoff)
+        size = await _remove_file(space, driver, digest, locks, cutoff)
         if size is not None:
             log.warning("removed blob file %s, which had no metadata row (a crash?)", name)
             files += 1

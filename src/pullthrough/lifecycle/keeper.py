@@ -1,7 +1,9 @@
 """The space keeper: lifecycle expiry, then the size cap, then garbage collection.
 
 `pullthrough lifecycle preview|run` call it directly; a running server calls it every
-`lifecycle.interval` under a lease, so that one worker (or replica) runs it at a time.
+`lifecycle.interval` under a lease, so that one worker (or replica) starts it per interval. A
+run holds the lock set's `lifecycle` lock throughout (renewed while it runs, on PostgreSQL), so
+two runs never overlap, whichever replica or command started them.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +29,7 @@ from pullthrough.metadata.leases import LeaseStore
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.templates import TemplateStore
 from pullthrough.storage.driver import BlobDriver
+from pullthrough.storage.locks import Locks, holding
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,11 @@ class SpaceKeeper:
         engine: AsyncEngine,
         driver: BlobDriver,
         config: LifecycleConfig,
-        spool_dir: Path | None = None,
+        locks: Locks | None = None,
     ) -> None:
-        self._spool_dir = spool_dir
+        # The fills' lock set: GC takes a blob's fill lock to delete it. None only when no
+        # server shares the storage.
+        self._locks = locks
         self._space = SpaceStore(engine)
         self._templates = TemplateStore(engine)
         self._leases = LeaseStore(engine)
@@ -101,6 +106,13 @@ class SpaceKeeper:
         return expiries, broken
 
     async def run(self, repository: str | None = None, now: float | None = None) -> LifecycleReport:
+        """Expire, cap and collect; waits while another run (another replica's) is going on."""
+        if self._locks is None:
+            return await self._run(repository, now)
+        async with holding(self._locks.named(LEASE)):
+            return await self._run(repository, now)
+
+    async def _run(self, repository: str | None, now: float | None) -> LifecycleReport:
         now = time.time() if now is None else now
         expiries, broken = await self.preview(repository, now)
         await self._expire(expiries)
@@ -113,14 +125,14 @@ class SpaceKeeper:
                 low_water=self._config.low_water,
                 grace=self._config.gc_grace,
                 now=now,
-                spool_dir=self._spool_dir,
+                locks=self._locks,
             )
         report.gc = await collect_garbage(
             self._space,
             self._driver,
             grace=self._config.gc_grace,
             now=now,
-            spool_dir=self._spool_dir,
+            locks=self._locks,
         )
         return report
 
@@ -139,7 +151,8 @@ class SpaceKeeper:
 
     async def run_periodically(self) -> None:
         """Every `interval`: take the lease and run. Cancel to stop."""
-        holder = f"{socket.gethostname()}:{os.getpid()}"
+        # Unique per process even where hosts (containers) share a name and a pid.
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         interval = self._config.interval
         while True:
             await asyncio.sleep(interval)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from pullthrough.lifecycle.expire import expire_images
 from pullthrough.lifecycle.gc import SETTLE_SECONDS, GcReport, collect_garbage
 from pullthrough.metadata.images import CachedImage
 from pullthrough.metadata.space import SpaceStore
 from pullthrough.storage.driver import BlobDriver
+from pullthrough.storage.locks import Locks
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ async def enforce_size_cap(
     grace: float = 600.0,
     now: float | None = None,
     *,
-    spool_dir: Path | None = None,
+    locks: Locks | None = None,
     settle: float = SETTLE_SECONDS,
 ) -> SizeCapReport:
     """When stored blobs exceed `max_size` bytes, expire least-recently-pulled images (across
@@ -75,6 +75,6 @@ async def enforce_size_cap(
         await expire_images(space, [image])
         evicted.append(image)
         reclaimable = await space.unreferenced_bytes(cutoff)
-    gc = await collect_garbage(space, driver, grace, now, spool_dir=spool_dir, settle=settle)
+    gc = await collect_garbage(space, driver, grace, now, locks=locks, settle=settle)
     after = await space.stored_bytes()
     return SizeCapReport(max_size, low_water_bytes, before, after, tuple(evicted), gc)

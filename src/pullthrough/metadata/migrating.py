@@ -32,6 +32,9 @@ BASELINE = "0001"
 # A table every database of every release has: its presence without `alembic_version` marks a
 # database made before migrations existed.
 _EVERY_RELEASE_HAS = "repositories"
+# Tables later revisions create: taking over a database from before migrations creates the
+# baseline's tables only, and the migrations after it the rest.
+_AFTER_BASELINE = frozenset({"locks"})
 
 
 class SchemaMismatch(Exception):
@@ -84,7 +87,8 @@ def _bring_to_head(connection: Connection, migrate: bool, location: Path) -> Mig
     if found is None and inspect(connection).has_table(_EVERY_RELEASE_HAS):
         # Those releases created missing tables at every start: so does taking one over, so
         # that a data directory from before the newest of them still reaches the baseline.
-        schema.metadata.create_all(connection)
+        baseline = [t for t in schema.metadata.sorted_tables if t.name not in _AFTER_BASELINE]
+        schema.metadata.create_all(connection, tables=baseline)
         command.stamp(config, BASELINE)
         found = BASELINE
     if found is not None and found not in {script.revision for script in scripts.walk_revisions()}:

@@ -12,8 +12,10 @@ from contextlib import asynccontextmanager
 from sqlalchemy.engine import make_url
 
 from pullthrough.config import Settings
+from pullthrough.metadata.lease_locks import LeaseLocks
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.storage.layout import DataLayout
+from pullthrough.storage.locks import FileLocks, Locks
 
 # The configured scheme, and the asynchronous driver's that SQLAlchemy opens it with.
 _DRIVERS = {"postgresql://": "postgresql+asyncpg://", "sqlite:///": "sqlite+aiosqlite:///"}
@@ -42,6 +44,18 @@ async def open_metadata(settings: Settings, *, migrate: bool = False) -> Metadat
     migrates it, with `migrate` for a shared database); the caller closes it."""
     DataLayout(settings.data_dir.resolve()).create()
     return await MetadataStore.open(database_url(settings), migrate=migrate)
+
+
+def open_locks(settings: Settings, metadata: MetadataStore) -> Locks:
+    """The lock set of fills, tag refreshes and garbage collection; the caller closes it.
+
+    On PostgreSQL, replicas on other hosts may share the database (and the blob storage), so
+    the locks are lease rows in it; on SQLite, every process is on this host: `flock`s on files
+    in the data directory's tmp/.
+    """
+    if metadata.engine.dialect.name == "postgresql":
+        return LeaseLocks(metadata.engine, settings.advertised_url)
+    return FileLocks(DataLayout(settings.data_dir.resolve()).temp_dir)
 
 
 @asynccontextmanager

@@ -196,6 +196,17 @@ leases = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+# Locks every replica shares (metadata/lease_locks.py): a blob's fill, a tag's refresh. The
+# holder is a random token per lock; `holder_url` is where other replicas reach its process.
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("holder_url", String(1024), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 # Pull-through rules as the admin API and `pullthrough apply` manage them. The configuration
 # file's rules seed this table once, for a new data directory (metadata/rules.py).
 pull_through_rules = Table(

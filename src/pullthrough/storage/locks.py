@@ -3,8 +3,9 @@
 Whoever holds a lock does the work (fetch a tag, fill a blob, delete a blob's file); the others
 wait for its result or leave the work to it. `Locks` is the one interface; `FileLocks` is its
 implementation for one host: an `flock` on a file in the spool directory, released by the kernel
-when its process dies, so nothing waits for a dead process. A lock that spans replicas (a
-database advisory lock, a lease row) implements the same two protocols.
+when its process dies, so nothing waits for a dead process. `LeaseLocks`
+(`metadata/lease_locks.py`) implements the same two protocols with lease rows in the metadata
+database, for replicas sharing one PostgreSQL; `metadata/opening.py::open_locks` picks one.
 
     <data_dir>/tmp/
     ├── sha256-<hex>.lock          the fill lock of one blob
@@ -42,6 +43,10 @@ class ExclusiveLock(Protocol):
     async def is_free(self) -> bool:
         """Whether nobody holds the lock now (its holder is gone, say)."""
 
+    async def holder_url(self) -> str | None:
+        """The advertise URL of the replica whose process holds the lock now; None when nobody
+        holds it, or when the lock does not span hosts (its holder is on this one)."""
+
 
 class Locks(Protocol):
     """Where the locks of one data directory come from."""
@@ -52,6 +57,9 @@ class Locks(Protocol):
     def blob_fill(self, algorithm: str, hex_digest: str) -> ExclusiveLock:
         """The lock of one blob's fill: held by the process downloading the blob, and taken by
         garbage collection to delete the blob's file."""
+
+    async def close(self) -> None:
+        """Give up every lock this process still holds (it is stopping)."""
 
 
 @contextlib.asynccontextmanager
@@ -77,6 +85,9 @@ class FileLocks:
     def blob_fill(self, algorithm: str, hex_digest: str) -> FileLock:
         return FileLock(self.directory / f"{algorithm}-{hex_digest}.lock")
 
+    async def close(self) -> None:
+        """Nothing to do: the kernel drops a process's flocks with it."""
+
 
 class FileLock:
     """An exclusive, non-blocking `flock` on `path`, polled while another process holds it."""
@@ -101,6 +112,9 @@ class FileLock:
             self._release()
             return True
         return False
+
+    async def holder_url(self) -> str | None:
+        return None  # the holder, if any, is a process on this host
 
     def _try_acquire(self) -> bool:
         while True:
