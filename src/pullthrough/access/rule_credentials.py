@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # How long a looked-up credential is used before the store is asked again: how soon a rotation
 # takes effect in each worker.
-LOOKUP_TTL = 2.0
+LOOKUP_TTL = 1.0
 
 
 class StoredCredentials:
