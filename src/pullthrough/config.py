@@ -234,6 +234,98 @@ class LifecycleConfig(BaseModel):
     low_water: float = Field(default=0.8, gt=0, le=1)
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# SigV4 presigned URLs live at most a week.
+_MAX_PRESIGN_SECONDS = 7 * 86400
+
+
+class StorageConfig(BaseModel):
+    """Where blobs live: the filesystem under data_dir, or an S3-compatible bucket."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # None: files under data_dir/blobs; else `s3://bucket` or `s3://bucket/prefix`.
+    url: str | None = None
+    # The S3 API's base URL (MinIO, Ceph, Swift, ...); None is AWS for `region`.
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    # `endpoint/bucket/key` rather than `bucket.endpoint/key`.
+    path_style: bool = False
+    # Filled from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when not given; none at all leaves
+    # the choice to the AWS default chain (shared config file, instance or pod role).
+    access_key_id: str | None = Field(default=None, repr=False)
+    secret_access_key: str | None = Field(default=None, repr=False)
+    # Or: the name of a secret in the secret store, username = access key id, password = secret.
+    credentials_secret: str | None = None
+    # Answer blob GETs with a redirect to a presigned URL of the object (S3 only).
+    redirect_blobs: bool = False
+    redirect_ttl: Duration = 300.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parse_storage_url(value)
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"endpoint {value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("redirect_ttl")
+    @classmethod
+    def _redirect_ttl(cls, value: float) -> float:
+        if not 1 <= value <= _MAX_PRESIGN_SECONDS:
+            raise ValueError("redirect_ttl is between 1s and 7d (what a presigned URL allows)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StorageConfig:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together")
+        if self.url is None:
+            if self.redirect_blobs:
+                raise ValueError("redirect_blobs needs blobs on S3 (storage.url: s3://…)")
+            if self.endpoint is not None or self.credentials_secret is not None:
+                raise ValueError("endpoint and credentials_secret need storage.url: s3://…")
+        return self
+
+    @property
+    def bucket(self) -> str | None:
+        return None if self.url is None else parse_storage_url(self.url)[0]
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix inside the bucket, without slashes at either end ("" for none)."""
+        return "" if self.url is None else parse_storage_url(self.url)[1]
+
+
+def parse_storage_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of `s3://bucket/prefix`; ValueError naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        raise ValueError(f"storage url {url!r} is not s3://bucket or s3://bucket/prefix")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"storage url {url!r} has more than s3://bucket/prefix")
+    bucket = parts.netloc
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(
+            f"storage url {url!r}: {bucket!r} is not a bucket name (3 to 63 lowercase letters, "
+            "digits, dots and hyphens)"
+        )
+    prefix = parts.path.strip("/")
+    if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
+        raise ValueError(f"storage url {url!r}: the prefix has an empty, . or .. segment")
+    return bucket, prefix
+
+
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -261,6 +353,7 @@ class Settings(BaseModel):
     max_header_bytes: int = Field(default=8192, ge=1024, le=65536)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("listen")
     @classmethod
@@ -371,6 +464,25 @@ def _format_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _storage_keys_from_environment(values: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """S3 keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, unless the configuration names
+    keys or a secret of its own."""
+    storage = values.get("storage")
+    if not isinstance(storage, dict) or storage.get("url") is None:
+        return
+    if any(storage.get(k) is not None for k in _STORAGE_KEY_FIELDS):
+        return
+    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        values["storage"] = {
+            **storage,
+            "access_key_id": environ["AWS_ACCESS_KEY_ID"],
+            "secret_access_key": environ["AWS_SECRET_ACCESS_KEY"],
+        }
+
+
+_STORAGE_KEY_FIELDS = ("access_key_id", "secret_access_key", "credentials_secret")
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -401,6 +513,7 @@ def load_settings(
     if env_values:
         source = f"{source} + PULLTHROUGH_* environment"
     values.update(env_values)
+    _storage_keys_from_environment(values, environ)
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:

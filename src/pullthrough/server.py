@@ -21,7 +21,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from pullthrough.access.rule_credentials import warn_about_credentials
-from pullthrough.access.secrets import open_secret_store
+from pullthrough.access.secrets import open_secret_store, secret_store
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.opening import describe_database, metadata_for
@@ -101,13 +101,16 @@ async def recover(settings: Settings) -> tuple[int, int]:
         else:
             leftover.unlink(missing_ok=True)
         removed += 1
-    driver = open_blob_storage(settings)
     async with metadata_for(settings) as metadata:
+        driver = await open_blob_storage(settings, secret_store(metadata, settings))
         missing = []
-        for digest, size in await metadata.blobs.stored():
-            algorithm, _, hex_digest = digest.partition(":")
-            if await driver.size(blob_key(algorithm, hex_digest)) != size:
-                missing.append(digest)
+        try:
+            for digest, size in await metadata.blobs.stored():
+                algorithm, _, hex_digest = digest.partition(":")
+                if await driver.size(blob_key(algorithm, hex_digest)) != size:
+                    missing.append(digest)
+        finally:
+            await driver.close()
         await metadata.blobs.forget(missing)
     if removed or missing:
         log.warning(

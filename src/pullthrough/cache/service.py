@@ -54,8 +54,8 @@ async def open_cache(
 ) -> AsyncIterator[PullThroughCache]:
     layout = DataLayout(settings.data_dir.resolve())
     metadata = await open_metadata(settings)
-    driver = open_blob_storage(settings)
     secrets = secret_store(metadata, settings)
+    driver = await open_blob_storage(settings, secrets)
     connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300)
     session = aiohttp.ClientSession(
         connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
@@ -103,4 +103,5 @@ async def open_cache(
             await upstreams.close()
         await locks.close()
         await session.close()
+        await driver.close()
         await metadata.close()

@@ -229,13 +229,15 @@ async def _keeper_call(
     repository: str | None,
     now: float | None,
 ) -> Any:
+    from pullthrough.access.secrets import secret_store
     from pullthrough.lifecycle.keeper import SpaceKeeper
     from pullthrough.metadata.opening import open_locks
     from pullthrough.storage.opening import open_blob_storage
 
     # The servers' own lock set: a run waits for theirs, and never deletes a blob being filled.
     locks = open_locks(settings, metadata)
-    keeper = SpaceKeeper(metadata.engine, open_blob_storage(settings), settings.lifecycle, locks)
+    driver = await open_blob_storage(settings, secret_store(metadata, settings))
+    keeper = SpaceKeeper(metadata.engine, driver, settings.lifecycle, locks)
     try:
         if action == "preview":
             return await keeper.preview(repository, now)
@@ -244,6 +246,7 @@ async def _keeper_call(
         report = await keeper.run(repository, now)
     finally:
         await locks.close()
+        await driver.close()
     await propagated()  # every worker of a running server has forgotten what was removed
     return report
 

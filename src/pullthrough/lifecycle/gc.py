@@ -14,8 +14,10 @@ afterwards, in three steps that keep every pull working:
 3. the file is unlinked holding the blob's fill lock, and only if no fill committed the blob
    again meanwhile (a running fill's lock makes us leave the file to it).
 
-Files under blobs/ with no row at all (a crash between the rename and the row insert) are
-removed once their mtime is older than the grace period; tmp/ is never touched.
+Files (or objects) under blobs/ with no row at all (a crash between the store and the row
+insert) are removed once their modification time is older than the grace period; tmp/ is never
+touched. On object storage, multipart uploads a killed process left unfinished are aborted once
+they are older than the grace period and `UPLOAD_GRACE` (no fill runs that long).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # Long enough for a request that saw the blob's row to open its file; see step 2 above.
 SETTLE_SECONDS = 1.0
+# An unfinished upload to object storage this old is abandoned: a fill gives up after
+# fill_deadline (an hour by default), so only a killed process leaves one behind.
+UPLOAD_GRACE = 3600.0
 _BLOBS_PREFIX = "blobs"
 
 
@@ -50,6 +55,7 @@ class GcReport:
     bytes_freed: int = 0  # bytes of the files removed, orphans included
     orphan_files_deleted: int = 0  # files under blobs/ that had no row
     refilled: int = 0  # collected rows whose blob a client fetched again meanwhile: file kept
+    uploads_aborted: int = 0  # unfinished uploads to object storage left by a killed process
 
 
 async def collect_garbage(
@@ -60,11 +66,15 @@ async def collect_garbage(
     *,
     locks: Locks | None = None,
     settle: float = SETTLE_SECONDS,
+    upload_grace: float = UPLOAD_GRACE,
 ) -> GcReport:
     """Collect unreferenced blobs older than `grace` seconds, then orphan files as old.
 
     `locks` is the fills' lock set (`PullThroughCache.locks`, `metadata.opening.open_locks`);
     without it no fill lock is taken, which is only right when no server shares the storage.
+
+    Unfinished uploads to object storage begun more than `grace` and `upload_grace` seconds ago
+    are aborted: no fill runs that long, so a killed process left them.
     """
     cutoff = (time.time() if now is None else now) - grace
     dropped = await _drop_repositories_without_rule(space)
@@ -84,21 +94,24 @@ async def collect_garbage(
             deleted += 1
             freed += size
     orphans, orphan_bytes = await _remove_orphan_files(space, driver, cutoff, locks)
+    aborted = await driver.sweep_uploads(cutoff - max(0.0, upload_grace - grace))
     report = GcReport(
         repositories_dropped=dropped,
         blobs_deleted=deleted,
         bytes_freed=freed + orphan_bytes,
         orphan_files_deleted=orphans,
         refilled=refilled,
+        uploads_aborted=aborted,
     )
-    if deleted or orphans or refilled:
+    if deleted or orphans or refilled or aborted:
         log.info(
             "garbage collection: %d blobs and %d orphan files deleted, %d bytes freed; "
-            "%d fetched again meanwhile",
+            "%d fetched again meanwhile; %d unfinished uploads aborted",
             deleted,
             orphans,
             report.bytes_freed,
             refilled,
+            aborted,
         )
     return report
 
@@ -135,8 +148,6 @@ async def _remove_file(
         return None  # a fill committed it again: the file is the blob's
     key = blob_key(digest.algorithm, digest.hex)
     path = driver.local_path(key)
-    if path is None and older_than is not None:
-        return None  # no way to tell the object's age on this driver
     lock: ExclusiveLock | None = None
     if locks is not None:
         lock = locks.blob_fill(digest.algorithm, digest.hex)
@@ -145,9 +156,13 @@ async def _remove_file(
     try:
         if path is not None:
             return await asyncio.to_thread(_unlink_unless_newer, path, older_than)
-        size = await driver.size(key) or 0
+        found = await driver.stat(key)
+        if found is None:
+            return 0
+        if older_than is not None and found.modified_at >= older_than:
+            return None  # a fill stored a fresh copy meanwhile
         await driver.delete(key)
-        return size
+        return found.size
     finally:
         if lock is not None:
             await lock.release()
@@ -167,13 +182,8 @@ def _unlink_unless_newer(path: Path, older_than: float | None) -> int | None:
 
 
 async def _modified_at(driver: BlobDriver, key: str) -> float | None:
-    path = driver.local_path(key)
-    if path is None:
-        return None  # no way to tell a file's age on this driver: never an orphan
-    try:
-        return (await asyncio.to_thread(os.stat, path)).st_mtime
-    except FileNotFoundError:
-        return None
+    found = await driver.stat(key)
+    return None if found is None else found.modified_at
 
 
 def _digest_of_key(key: str) -> Digest | None:
@@ -191,19 +201,22 @@ def _digest_of_key(key: str) -> Digest | None:
 async def _remove_orphan_files(
     space: SpaceStore, driver: BlobDriver, cutoff: float, locks: Locks | None
 ) -> tuple[int, int]:
-    """Delete blob files older than `cutoff` that have no row; (files, bytes) removed."""
-    old: dict[str, Digest] = {}
+    """Delete blob files older than `cutoff` that have no row; (files, bytes) removed.
+
+    Only the files without a row are asked their age: on object storage that is a request each.
+    """
+    listed: dict[str, Digest] = {}
     async for key in driver.keys(_BLOBS_PREFIX):
         digest = _digest_of_key(key)
-        if digest is None:
-            continue
-        modified = await _modified_at(driver, key)
-        if modified is not None and modified < cutoff:
-            old[str(digest)] = digest
-    known = await space.blobs_present(old)
+        if digest is not None:
+            listed[str(digest)] = digest
+    known = await space.blobs_present(listed)
     files = freed = 0
-    for name, digest in old.items():
+    for name, digest in listed.items():
         if name in known:
+            continue
+        modified = await _modified_at(driver, blob_key(digest.algorithm, digest.hex))
+        if modified is None or modified >= cutoff:
             continue
         size = await _remove_file(space, driver, digest, locks, cutoff)
         if size is not None:

@@ -68,19 +68,30 @@ def services(request: web.Request) -> AdminServices:
 
 
 def stored_config_reader(driver: BlobDriver) -> ConfigReader:
-    """Reads small stored blobs from a driver that keeps them on local disk."""
+    """Reads small stored blobs (image configs): from local disk, or through the driver."""
 
     async def read(digest: str) -> bytes | None:
         try:
             parsed = Digest.parse(digest)
         except DigestInvalid:
             return None
-        path = driver.local_path(blob_key(parsed.algorithm, parsed.hex))
-        if path is None:
-            return None
-        return await asyncio.to_thread(_read_small, path)
+        key = blob_key(parsed.algorithm, parsed.hex)
+        path = driver.local_path(key)
+        if path is not None:
+            return await asyncio.to_thread(_read_small, path)
+        return await _read_small_object(driver, key)
 
     return read
+
+
+async def _read_small_object(driver: BlobDriver, key: str) -> bytes | None:
+    data = bytearray()
+    try:
+        async for chunk in driver.read(key, 0, _MAX_CONFIG_BYTES + 1):
+            data += chunk
+    except FileNotFoundError:
+        return None
+    return bytes(data) if len(data) <= _MAX_CONFIG_BYTES else None
 
 
 def _read_small(path: Path) -> bytes | None:
