@@ -15,6 +15,7 @@ from pullthrough.api.access import AccessControl
 from pullthrough.api.admin import add_admin_routes
 from pullthrough.api.health import healthz, readiness
 from pullthrough.api.middleware import make_middleware
+from pullthrough.api.peer import add_peer_routes
 from pullthrough.api.registry import RegistryApi
 from pullthrough.api.serving import ServingPhase, ServingState
 from pullthrough.cache.service import PullThroughCache, open_cache
@@ -110,5 +111,6 @@ def build_app(
     app.router.add_route("*", "/v2", _registry)
     app.router.add_route("*", "/v2/{tail:.*}", _registry)
     add_admin_routes(app, CACHE_KEY, ACCESS_KEY)
+    add_peer_routes(app, CACHE_KEY)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
