@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from pullthrough.config import Settings
+from pullthrough.config import LifecycleConfig, Settings
 from pullthrough.lifecycle.gc import collect_garbage
+from pullthrough.lifecycle.keeper import LEASE, SpaceKeeper
 from pullthrough.metadata import schema
 from pullthrough.metadata.lease_locks import LeaseLocks
 from pullthrough.metadata.opening import open_locks
@@ -243,3 +244,19 @@ async def test_postgresql_gets_lease_locks_and_sqlite_file_locks(
     else:
         assert isinstance(locks, FileLocks)
     await locks.close()
+
+
+async def test_a_lifecycle_run_waits_for_another_replicas_run(
+    metadata: MetadataStore, replica_a: LeaseLocks, replica_b: LeaseLocks, tmp_path: Path
+) -> None:
+    driver = FilesystemDriver(tmp_path / "blobs")
+    keeper = SpaceKeeper(metadata.engine, driver, LifecycleConfig(), replica_a)
+    running_elsewhere = replica_b.named(LEASE)
+    assert await running_elsewhere.try_acquire()
+    run = asyncio.create_task(keeper.run())
+    await asyncio.sleep(0.3)
+    assert not run.done()
+    await running_elsewhere.release()
+    report = await asyncio.wait_for(run, timeout=10)
+    assert report.gc is not None
+    assert await running_elsewhere.is_free()  # the run released it

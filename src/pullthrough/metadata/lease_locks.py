@@ -41,7 +41,7 @@ _SWEEP_AFTER = 3600.0
 _SWEEP_EVERY = 600.0
 
 
-async def _database_now(conn: AsyncConnection) -> float:
+async def database_now(conn: AsyncConnection) -> float:
     """Now, in UNIX seconds, by the clock every replica shares: the database server's."""
     if conn.dialect.name == "postgresql":
         seconds = (
@@ -89,7 +89,7 @@ class LeaseLocks:
         self._swept_at = time.monotonic()
         table = schema.locks
         async with self.engine.begin() as conn:
-            cutoff = await _database_now(conn) - _SWEEP_AFTER
+            cutoff = await database_now(conn) - _SWEEP_AFTER
             await conn.execute(table.delete().where(table.c.expires_at < cutoff))
 
 
@@ -112,7 +112,7 @@ class LeaseLock:
         locks = self._locks
         table = schema.locks
         async with locks.engine.begin() as conn:
-            now = await _database_now(conn)
+            now = await database_now(conn)
             # Look before writing: waiters poll, and a read takes no row lock.
             row = (
                 await conn.execute(
@@ -176,7 +176,7 @@ class LeaseLock:
         """The advertise URL of the replica holding the lock now; None when nobody does."""
         table = schema.locks
         async with self._locks.engine.connect() as conn:
-            now = await _database_now(conn)
+            now = await database_now(conn)
             row = (
                 await conn.execute(
                     select(table.c.holder_url).where(
@@ -194,7 +194,7 @@ class LeaseLock:
             await asyncio.sleep(locks.ttl / 4)
             try:
                 async with locks.engine.begin() as conn:
-                    now = await _database_now(conn)
+                    now = await database_now(conn)
                     renewed = await conn.execute(
                         table.update()
                         .where(table.c.name == self.name, table.c.holder == self._token)

@@ -1,13 +1,13 @@
-"""Leases: one worker (or replica) at a time runs each background job."""
+"""Leases: one worker (or replica) at a time runs each background job. Expiry is measured by
+the database's clock (`lease_locks.database_now`), which every replica shares."""
 
 from __future__ import annotations
-
-import time
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pullthrough.metadata import schema
+from pullthrough.metadata.lease_locks import database_now
 from pullthrough.metadata.upserts import upsert
 
 
@@ -17,9 +17,9 @@ class LeaseStore:
 
     async def acquire(self, name: str, holder: str, ttl: float) -> bool:
         """Take the lease if it is free, expired, or already ours; True when we hold it."""
-        now = time.time()
         table = schema.leases
         async with self.engine.begin() as conn:
+            now = await database_now(conn)
             await conn.execute(
                 upsert(
                     conn,
