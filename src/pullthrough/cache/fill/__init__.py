@@ -4,9 +4,11 @@
   worker processes;
 - `lead.py`: `LeadFill`, the fill in the process that downloads: spool, verify, commit;
 - `follow.py`: `FollowFill`, the fill as another worker process that follows it sees it;
-- `reading.py`: `Fill`, what both are to a reader: bytes as they grow, the last one only once
+- `peer.py`: `PeerFill`, the fill as another replica sees it: streamed from the one that leads
+  it over its fills endpoint (`api/peer.py`);
+- `reading.py`: `Fill`, what each is to a reader: bytes as they grow, the last one only once
   verified;
 - `spool.py`: writing and hashing the bytes off the event loop.
 
-`cache/blobs.py` decides which of the two a request gets (the lock of `storage/locks.py` does).
+`cache/blobs.py` decides which one a request gets (the lock of `storage/locks.py` does).
 """
