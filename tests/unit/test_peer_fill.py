@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from pullthrough.access.peer_tokens import SCHEME, TOKEN_SECONDS, PeerTokens
+from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.peer import (
     FILLS_PATH,
     OFFSET_HEADER,
@@ -376,3 +377,51 @@ async def test_the_endpoint_serves_this_workers_own_fill_first(tmp_path: Path) -
         own_url="http://10.0.0.7:5000",
     )
     assert found is leading
+
+
+async def test_other_workers_of_the_replica_follow_the_peer_fill_through_its_record(
+    peer: FakePeer, peer_url: str, session: aiohttp.ClientSession, spool_dir: Path
+) -> None:
+    """One stream per replica: the worker streaming from the peer publishes a record under a
+    lock of this host, and another worker follows it instead of opening its own stream."""
+    peer.hold_at = len(CONTENT) // 2
+    host_locks = FileLocks(spool_dir)
+    lock = host_locks.blob_fill(DIGEST.algorithm, DIGEST.hex)
+    assert await lock.try_acquire()
+    record = record_path(spool_dir, DIGEST.algorithm, DIGEST.hex)
+    driver = FilesystemDriver(spool_dir.parent / "storage")
+    fill = PeerFill(
+        digest=DIGEST,
+        repository="up/team/app",
+        peer_url=peer_url,
+        session=session,
+        tokens=PeerTokens(KEY),
+        driver=driver,
+        spool_dir=spool_dir,
+        deadline=60,
+        lock=lock,
+        record_path=record,
+    )
+    MADE.append(fill)
+    fill.start()
+    await fill.wait_started()
+
+    other_worker = FollowFill(
+        digest=DIGEST,
+        lock=FileLocks(spool_dir).blob_fill(DIGEST.algorithm, DIGEST.hex),
+        record_path=record,
+        final_path=None,
+        driver=driver,
+        deadline=60,
+    )
+    assert await asyncio.wait_for(other_worker.attach(), 30)
+    assert other_worker.size == len(CONTENT)
+    reader = other_worker.read(0, None)
+    early = await asyncio.wait_for(anext(reader), 30)
+    assert early == CONTENT[: len(early)]
+    peer.gate.set()
+    assert early + b"".join([chunk async for chunk in reader]) == CONTENT
+    assert peer.offsets == [0]
+    await fill.wait_done()
+    assert await lock.is_free(), "the host lock is released when the fill ends"
+    assert FillRecord.read(record) is not None, "the record stays for late followers"

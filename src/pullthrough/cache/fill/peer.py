@@ -11,15 +11,19 @@ cluster and this replica's clients get first bytes before the fill completes.
         driver=driver,                 # the shared storage, for readers after the spool file
         spool_dir=layout.temp_dir,     # where the local spool file goes
         deadline=settings.fill_deadline,  # seconds for the whole transfer
-    )
+        lock=host_lock,                # optional: a lock of this host, already taken; released
+        record_path=record,            #   at the end. With the record (in spool_dir), other
+    )                                  #   workers follow this fill (FollowFill, that lock)
     fill.start()
     await fill.wait_started()          # the peer answered: `size` is set if the peer knows it
     async for chunk in fill.read(0, None): ...   # any number of readers, one connection
 
-One connection per blob per replica: the bytes land in a local spool file, hashed as they
-arrive, and every local reader follows that file (`Fill.read`), the last byte held back until
-the whole blob's digest is verified. A stream that breaks is resumed at the byte reached
-(`?offset=`), a few times.
+One connection per blob: the bytes land in a local spool file, hashed as they arrive, and every
+local reader follows that file (`Fill.read`), the last byte held back until the whole blob's
+digest is verified. Given a `lock` and a `record_path`, the fill publishes a `FillRecord` there
+as `LeadFill` does, so the other worker processes of this replica follow it with `FollowFill`
+instead of opening their own connection: one per blob per replica. A stream that breaks is
+resumed at the byte reached (`?offset=`), a few times.
 
 It ends VERIFIED and never stores the blob: the leading replica commits it to the shared
 storage. It ends FAILED with `UpstreamUnavailable` naming the peer when the peer has no fill of
@@ -27,7 +31,8 @@ the blob (`PeerHasNoFill`: look in storage, or lead), refuses the token, answers
 its stream ends short (its own fill failed, it died); with `UpstreamInvalid` when the bytes
 are not the blob; with `UpstreamTimeout` past the deadline. The spool file goes when the fill
 fails, `SPOOL_LINGER_SECONDS` after it verifies (readers that opened it keep reading; the
-blob is in storage by then), or at `close()`.
+blob is in storage by then), or at `close()`; the record `FAILED_RECORD_SECONDS` after a failure
+(so followers read the same error), `SPOOL_LINGER_SECONDS` after success.
 
 `host_fill` is the other side: the fill of a blob this host runs, which the endpoint streams.
 """
@@ -50,7 +55,7 @@ from pullthrough.access.peer_tokens import PeerTokens
 from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.reading import READ_CHUNK, Fill
 from pullthrough.cache.fill.spool import SpoolWriter
-from pullthrough.cache.fill.state import FillState, record_path
+from pullthrough.cache.fill.state import FillRecord, FillState, record_path
 from pullthrough.errors import (
     RegistryError,
     UpstreamInvalid,
@@ -60,7 +65,7 @@ from pullthrough.errors import (
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
-from pullthrough.storage.locks import Locks
+from pullthrough.storage.locks import ExclusiveLock, Locks
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,8 @@ OFFSET_HEADER = "X-Pullthrough-Offset"
 RESUME_ATTEMPTS = 3
 # How long a verified fill's spool file stays for readers that have not opened it yet.
 SPOOL_LINGER_SECONDS = 30.0
+# How long a failed fill's record stays for the other workers following it to read.
+FAILED_RECORD_SECONDS = 5.0
 # A peer that sends nothing for this long is taken for gone.
 READ_TIMEOUT_SECONDS = 120.0
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -105,6 +112,8 @@ class PeerFill(Fill):
         driver: BlobDriver,
         spool_dir: Path,
         deadline: float,
+        lock: ExclusiveLock | None = None,
+        record_path: Path | None = None,
     ) -> None:
         self.digest = digest
         self.repository = repository
@@ -124,6 +133,10 @@ class PeerFill(Fill):
         self.error: RegistryError | None = None
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
+        # A lock of this host held for the whole fill, and the record that lets the other
+        # workers of this replica follow it (FollowFill) instead of opening their own stream.
+        self._lock = lock
+        self._record_path = record_path
         self.task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -179,6 +192,7 @@ class PeerFill(Fill):
             self.state = FillState.VERIFIED
             self._started.set()
             self._notify()
+            await asyncio.to_thread(self._publish)
         except RegistryError as exc:
             self._fail(exc)
         except TimeoutError:
@@ -198,12 +212,31 @@ class PeerFill(Fill):
             )
         finally:
             os.close(fd)
+            linger = SPOOL_LINGER_SECONDS
             if self.state is FillState.FAILED:
                 _remove(self.spool_path)
-            else:
-                asyncio.get_running_loop().call_later(
-                    SPOOL_LINGER_SECONDS, _remove, self.spool_path
-                )
+                self._publish()
+                linger = FAILED_RECORD_SECONDS
+            if self._lock is not None:
+                await self._lock.release()
+            loop = asyncio.get_running_loop()
+            loop.call_later(SPOOL_LINGER_SECONDS, _remove, self.spool_path)
+            if self._record_path is not None:
+                loop.call_later(linger, _forget, self._record_path, self.spool_path.name)
+
+    def _publish(self) -> None:
+        """Tell the other workers of this replica where this fill stands."""
+        if self._record_path is None:
+            return
+        FillRecord(
+            spool=self.spool_path.name,
+            size=self.size,
+            repository=self.repository,
+            state=self.state,
+            error_type=FillRecord.error_type_of(self.error) if self.error else None,
+            error_message=self.error.message if self.error else None,
+            error_headers=self.error.headers if self.error else {},
+        ).write(self._record_path)
 
     def _fail(self, error: RegistryError) -> None:
         self.state = self.state.failing()
@@ -280,6 +313,8 @@ class PeerFill(Fill):
                 size_text = response.headers.get(SIZE_HEADER)
                 if self.size is None and size_text is not None and size_text.isdigit():
                     self.size = int(size_text)
+                if not self._started.is_set():
+                    await asyncio.to_thread(self._publish)
                 self._started.set()
                 self._notify()
                 async for chunk in response.content.iter_chunked(READ_CHUNK):
@@ -358,3 +393,9 @@ async def host_fill(
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _forget(record_path: Path, spool_name: str) -> None:
+    record = FillRecord.read(record_path)
+    if record is not None and record.spool == spool_name:  # not a newer fill's record
+        _remove(record_path)
