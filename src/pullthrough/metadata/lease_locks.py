@@ -6,7 +6,8 @@ replica holding it, and when the lease expires. Taking the lock writes the row w
 none, or when the one there has expired; while the lock is held, a heartbeat task pushes the
 expiry on every `ttl / 4` seconds. A holder that dies (kill -9, a lost host) stops renewing, so
 its lease lapses at most `ttl` seconds after its last renewal and the next taker gets it.
-Release deletes the row only while it is still ours. Expiry is measured by the database's clock
+Release deletes the row only while it is still ours. `is_free` repeats a "held" answer for one
+poll interval (50 ms) without asking again: followers ask it in a tight loop. Expiry is measured by the database's clock
 on PostgreSQL, so replicas whose clocks disagree still agree on who holds what.
 
 Advisory locks would free a dead holder's lock at once, but they belong to one connection each
@@ -102,6 +103,7 @@ class LeaseLock:
         self.name = name
         self._token = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
+        self._held_elsewhere_at = -float("inf")  # when `is_free` last found a live holder
 
     def __repr__(self) -> str:
         return f"LeaseLock({self.name!r})"
@@ -170,7 +172,14 @@ class LeaseLock:
             log.warning("could not release lock %s (it expires by itself): %s", self.name, exc)
 
     async def is_free(self) -> bool:
-        return await self.holder_url() is None
+        # Followers ask in a tight loop; a live holder seen within one poll interval still
+        # holds it as far as they need to know (its lease lasts seconds), so spare the database.
+        if time.monotonic() - self._held_elsewhere_at < self._locks.poll:
+            return False
+        if await self.holder_url() is None:
+            return True
+        self._held_elsewhere_at = time.monotonic()
+        return False
 
     async def holder_url(self) -> str | None:
         """The advertise URL of the replica holding the lock now; None when nobody does."""

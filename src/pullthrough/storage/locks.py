@@ -41,7 +41,8 @@ class ExclusiveLock(Protocol):
         """Give the lock up; releasing a lock not held does nothing."""
 
     async def is_free(self) -> bool:
-        """Whether nobody holds the lock now (its holder is gone, say)."""
+        """Whether nobody holds the lock now (its holder is gone, say). A lock spanning replicas
+        may answer from a look taken up to one poll interval ago."""
 
     async def holder_url(self) -> str | None:
         """The advertise URL of the replica whose process holds the lock now; None when nobody
