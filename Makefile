@@ -50,10 +50,11 @@ test: deps debian-deps lint typecheck
 # One tier of the suite at a time (`make test` runs them all); times measured on a 2-core machine.
 # unit (about 40 s): fakes at small seams, SQLite in a temp dir; no service, no server process.
 unit: deps
-	$(VENV)/bin/pytest -m "not integration and not postgres" tests/unit
+	$(VENV)/bin/pytest -m "not integration and not postgres and not s3" tests/unit
 
-# contract (about 20 s): the metadata tests over each backend, SQLite and PostgreSQL (the server on
-# 127.0.0.1:5432, database `test`, each test in a throwaway schema).
+# contract (about 1 min): the metadata tests over each backend, SQLite and PostgreSQL (the server on
+# 127.0.0.1:5432, database `test`, each test in a throwaway schema), and the blob storage tests
+# over the filesystem and S3 (a Swift s3api server the tests start in a temp directory).
 contract: deps
 	$(VENV)/bin/pytest -m contract tests/unit
 
