@@ -15,7 +15,7 @@ from pullthrough.access.registry_policy.document import Principal
 from pullthrough.api.access import AccessControl, scope_for
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.api.ranges import parse_range
-from pullthrough.cache.blobs import BlobFile, BlobStream
+from pullthrough.cache.blobs import BlobFile, BlobRedirect, BlobStream
 from pullthrough.cache.routing import Route
 from pullthrough.cache.service import PullThroughCache
 from pullthrough.errors import (
@@ -180,7 +180,11 @@ class RegistryApi:
             return web.Response(headers={**headers, "Content-Length": str(size)})
         answer = await self.cache.blobs.open(route, digest, may_import)
         request["cache"] = headers["X-Pullthrough-Cache"] = answer.cache
-        body = await self.cache.blobs.send(answer, wanted)
+        storage = self.cache.settings.storage
+        redirect_ttl = storage.redirect_ttl if storage.redirect_blobs else None
+        body = await self.cache.blobs.send(answer, wanted, redirect_ttl)
+        if isinstance(body, BlobRedirect):
+            return _redirect(body, headers)
         if isinstance(body, BlobFile):
             return web.FileResponse(body.path, headers=headers)
         return await _stream(request, body, headers)
@@ -204,6 +208,15 @@ class RegistryApi:
             headers["OCI-Filters-Applied"] = "artifactType"
         response = web.Response(body=index.content, headers=headers)
         return response
+
+
+def _redirect(redirect: BlobRedirect, headers: dict[str, str]) -> web.Response:
+    """307 to the stored object: the client repeats its GET (and Range) there. The URL
+    expires, so the answer is not to be kept."""
+    kept = {k: v for k, v in headers.items() if k not in ("Content-Type", "Cache-Control")}
+    return web.Response(
+        status=307, headers={**kept, "Location": redirect.url, "Cache-Control": "no-store"}
+    )
 
 
 async def _stream(

@@ -6,7 +6,8 @@ from VERIFIED:
 - RUNNING: bytes are arriving; readers get all but the last one.
 - VERIFIED: every byte arrived and the digest matched; readers may have them all, while the
   durable commit (fsync, rename, metadata row) goes on.
-- COMMITTED: the blob is in storage and in the metadata; the spool file is renamed away.
+- COMMITTED: the blob is in storage and in the metadata; the spool file is renamed into place
+  (the filesystem) or, its bytes uploaded, deleted (object storage).
 - FAILED: the bytes never verified (upstream failed, a wrong digest or size, the deadline);
   the fill's error says why, and every reader gets it short of the last byte.
 - COMMIT_FAILED: the bytes verified but were not stored (or the process following the fill lost
