@@ -26,6 +26,7 @@ def test_a_token_from_one_replica_verifies_on_another_with_the_same_key(tmp_path
     replica_a, replica_b = _signer(tmp_path / "a", environ), _signer(tmp_path / "b", environ)
     token = replica_a.issue(ALICE, 60, stamp=None)
     assert replica_b.verify(token, "registry").principal.name == "alice"
+    assert load_settings(None, environ=environ).listen  # a key, not a setting
     assert not (tmp_path / "a" / "token.key").exists()  # the key file is not made or read
 
 
