@@ -10,13 +10,15 @@ chain (shared config file, instance or pod role).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pullthrough.config import Settings
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import DataLayout
-from pullthrough.storage.s3 import CredentialsLookup, S3Credentials, S3Driver
+
+if TYPE_CHECKING:
+    from pullthrough.storage.s3 import CredentialsLookup, S3Credentials
 
 
 class StorageCredentialError(Exception):
@@ -46,6 +48,9 @@ async def open_blob_storage(settings: Settings, secrets: SecretLookup | None = N
     if storage.url is None:
         return FilesystemDriver(layout.blob_root)
     assert storage.bucket is not None
+    # Imported here: botocore takes a while to load, and the filesystem needs none of it.
+    from pullthrough.storage.s3 import S3Driver
+
     return S3Driver(
         storage.bucket,
         storage.prefix,
@@ -59,6 +64,8 @@ async def open_blob_storage(settings: Settings, secrets: SecretLookup | None = N
 def _credentials(
     settings: Settings, secrets: SecretLookup | None
 ) -> S3Credentials | CredentialsLookup | None:
+    from pullthrough.storage.s3 import S3Credentials
+
     storage = settings.storage
     name = storage.credentials_secret
     if name is not None:
