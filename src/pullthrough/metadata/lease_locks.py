@@ -7,8 +7,9 @@ none, or when the one there has expired; while the lock is held, a heartbeat tas
 expiry on every `ttl / 4` seconds. A holder that dies (kill -9, a lost host) stops renewing, so
 its lease lapses at most `ttl` seconds after its last renewal and the next taker gets it.
 Release deletes the row only while it is still ours. `is_free` repeats a "held" answer for one
-poll interval (50 ms) without asking again: followers ask it in a tight loop. Expiry is measured by the database's clock
-on PostgreSQL, so replicas whose clocks disagree still agree on who holds what.
+poll interval (50 ms) without asking again: followers ask it in a tight loop. Expiry is measured
+by the database's clock on PostgreSQL, so replicas whose clocks disagree still agree on who
+holds what.
 
 Advisory locks would free a dead holder's lock at once, but they belong to one connection each
 (a pool connection pinned per running fill) and say nothing about who holds them; the row says
