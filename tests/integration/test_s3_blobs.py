@@ -23,7 +23,7 @@ from tests.rig.registry import AuthMode, UpstreamRegistry
 from tests.rig.s3server import S3Server
 from tests.rig.skopeo import skopeo_copy, verified_dir_digests
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.s3]
 
 PREFIX = "cache"
 CLIENTS = 24
