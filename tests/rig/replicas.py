@@ -17,12 +17,12 @@ import contextlib
 import os
 import secrets
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pullthrough.config import Settings
 from tests.rig.lifecycle import Started
 from tests.rig.nginx import Nginx
 from tests.rig.s3server import S3Server
@@ -45,16 +45,22 @@ async def _admin(statement: str) -> None:
         await engine.dispose()
 
 
+def _run_admin(statement: str) -> None:
+    # A thread of its own: the caller may be a test running in an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(_admin(statement))).result()
+
+
 def create_database() -> str:
     """A new, empty database on the machine's PostgreSQL; its URL."""
     name = f"pullthrough_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    _run_admin(f"CREATE DATABASE {name}")
     return f"{POSTGRES}/{name}"
 
 
 def drop_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    _run_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class Replicas(Started):
@@ -196,10 +202,9 @@ class Replicas(Started):
         server.env = {
             "PULLTHROUGH_SECRET_KEY": self.secret_key,
             "PULLTHROUGH_TOKEN_KEY": self.token_key,
+            "PULLTHROUGH_ADVERTISE_URL": server.url,
             **self.extra_env,
         }
-        if "advertise_url" in Settings.model_fields:
-            server.env["PULLTHROUGH_ADVERTISE_URL"] = server.url
         if self.s3 is not None:
             server.env["AWS_ACCESS_KEY_ID"] = self.s3.access_key
             server.env["AWS_SECRET_ACCESS_KEY"] = self.s3.secret_key

@@ -1,0 +1,149 @@
+"""Three replicas on one PostgreSQL database, behind nginx: what one replica is told reaches the
+others. A rule made through one replica's admin API routes pulls on every replica within 2 s
+(and its deletion likewise); an API key or a user deleted through one replica's machine is
+refused by every replica, its password and its registry tokens alike, once the command returns.
+Each scenario asks every replica directly, not through the load balancer, so none is skipped."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from pullthrough.oci.mediatypes import UPSTREAM_ACCEPT
+from tests.conftest import MakeProxy
+from tests.integration.conftest import StartReplicas
+from tests.rig.images import FixtureImages
+from tests.rig.registry import AuthMode, UpstreamRegistry
+from tests.rig.replicas import Replicas
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+# Each worker of each replica re-reads the rules at most once a second.
+RULE_DEADLINE = 2.0
+PASSWORD = "alice-Secret-1"
+
+
+def manifest(base_url: str, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.get(
+        f"{base_url}{path}", headers={"Accept": UPSTREAM_ACCEPT, **(headers or {})}, timeout=60
+    )
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    encoded = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+def statuses_by_replica(
+    replicas: Replicas, path: str, headers: dict[str, str] | None = None
+) -> dict[str, int]:
+    """The status each replica, asked directly, answers `path` with."""
+    return {s.host: manifest(s.url, path, headers).status_code for s in replicas.servers}
+
+
+def until_every_replica_answers(
+    replicas: Replicas, path: str, status: int, deadline: float
+) -> dict[str, int]:
+    """Ask every replica directly until each answered `status` or `deadline` (monotonic) passed;
+    what each answered last."""
+    answers: dict[str, int] = {}
+    for server in replicas.servers:
+        while True:
+            answers[server.host] = manifest(server.url, path).status_code
+            if answers[server.host] == status or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    return answers
+
+
+def up_rule(upstream_url: str, **rule: Any) -> dict[str, Any]:
+    return {"prefix": "up", "upstream": upstream_url, "default": True, **rule}
+
+
+def test_a_rule_made_on_one_replica_routes_on_every_replica_within_2_s(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    fixture_images: FixtureImages,
+    counting_proxy: MakeProxy,
+    start_replicas: StartReplicas,
+) -> None:
+    proxy = counting_proxy(upstreams["anonymous"].url)
+    replicas = start_replicas([up_rule(proxy.url)])
+    first, second, _ = replicas.servers
+    image = fixture_images.busybox
+    path = f"/v2/fresh/{image.repo}/manifests/{image.tag}"
+    assert set(statuses_by_replica(replicas, path).values()) == {404}  # no rule `fresh` yet
+
+    started = time.monotonic()
+    created = httpx.post(
+        f"{first.url}/api/v1/rules", json={"prefix": "fresh", "upstream": proxy.url}, timeout=60
+    )
+    assert created.status_code == 201, created.text
+    answers = until_every_replica_answers(replicas, path, 200, started + RULE_DEADLINE)
+    assert set(answers.values()) == {200}, answers
+
+    started = time.monotonic()
+    deleted = httpx.delete(f"{second.url}/api/v1/rules/fresh", timeout=60)
+    assert deleted.status_code == 204, deleted.text
+    answers = until_every_replica_answers(replicas, path, 404, started + RULE_DEADLINE)
+    assert set(answers.values()) == {404}, answers
+    # Through the load balancer too: whichever replica answers, the rule is gone.
+    assert {manifest(replicas.url, path).status_code for _ in range(6)} == {404}
+
+
+def registry_token(base_url: str, credentials: dict[str, str], scope: str) -> dict[str, str]:
+    response = httpx.get(
+        f"{base_url}/token", params={"scope": scope}, headers=credentials, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+def assert_every_replica(
+    replicas: Replicas, path: str, credentials: dict[str, str], status: int
+) -> None:
+    answers = statuses_by_replica(replicas, path, credentials)
+    assert set(answers.values()) == {status}, answers
+
+
+def test_a_deleted_api_key_or_user_is_refused_by_every_replica_when_the_command_returns(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    fixture_images: FixtureImages,
+    counting_proxy: MakeProxy,
+    start_replicas: StartReplicas,
+) -> None:
+    proxy = counting_proxy(upstreams["anonymous"].url)
+    replicas = start_replicas([up_rule(proxy.url)], settings={"auth": {"enabled": True}})
+    first, second, third = replicas.servers
+    image = fixture_images.busybox
+    path = f"/v2/up/{image.repo}/manifests/{image.tag}"
+    scope = f"repository:up/{image.repo}:pull"
+
+    key = replicas.command(first, "apikeys", "create", "ci").strip()
+    replicas.command(second, "users", "add", "alice", stdin=PASSWORD)
+    principals: dict[str, dict[str, str]] = {"ci": basic("ci", key)}
+    principals["alice"] = basic("alice", PASSWORD)
+    tokens = {
+        # From the load balancer: one replica signs it, the others must accept it.
+        name: registry_token(replicas.url, credentials, scope)
+        for name, credentials in principals.items()
+    }
+    for name in ("ci", "alice"):
+        for credentials in (principals[name], tokens[name]):
+            # Every replica accepts (and so remembers) the credential before it is revoked.
+            assert_every_replica(replicas, path, credentials, 200)
+
+    assert replicas.command(third, "apikeys", "delete", "ci").strip()
+    for credentials in (principals["ci"], tokens["ci"]):
+        assert_every_replica(replicas, path, credentials, 401)
+    for credentials in (principals["alice"], tokens["alice"]):
+        assert_every_replica(replicas, path, credentials, 200)
+
+    assert replicas.command(first, "users", "delete", "alice").strip() == "alice deleted"
+    for credentials in (principals["alice"], tokens["alice"]):
+        assert_every_replica(replicas, path, credentials, 401)
+    gone = manifest(third.url, path, tokens["alice"]).json()["errors"][0]["message"]
+    assert "'alice' no longer exists" in gone
