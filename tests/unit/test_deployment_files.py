@@ -23,6 +23,7 @@ from pullthrough.access.tokens import load_or_create_key
 from pullthrough.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+CONTAINERFILE = ROOT / "Containerfile"
 CHART = ROOT / "deploy" / "helm" / "pullthrough"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
@@ -31,6 +32,19 @@ KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 POD_IP = "10.1.2.3"
 
 Document = dict[str, Any]
+
+
+def image_environment() -> dict[str, str]:
+    """The PULLTHROUGH_* variables the image itself sets (ENV in the Containerfile's last
+    stage): every container of the image starts with them, under what the pod or service sets."""
+    last_stage = re.split(r"^FROM ", CONTAINERFILE.read_text(), flags=re.MULTILINE)[-1]
+    env: dict[str, str] = {}
+    for block in re.findall(r"^ENV (.*?)(?<!\\)$", last_stage, re.MULTILINE | re.DOTALL):
+        for key, value in re.findall(r"(\w+)=(\S+)", block):
+            if key.startswith("PULLTHROUGH_"):
+                env[key] = value
+    assert env, "the image sets PULLTHROUGH_LISTEN and PULLTHROUGH_DATA_DIR"
+    return env
 
 
 # --- Helm ------------------------------------------------------------------------------------
@@ -73,7 +87,7 @@ def pod_environment(env: list[Document], secrets: list[Document]) -> dict[str, s
     """A container's variables as the kubelet sets them: Secret references resolved (an
     optional one whose key is missing is left out), `$(VAR)` expanded, the pod IP given."""
     by_name = {doc["metadata"]["name"]: doc for doc in secrets}
-    resolved: dict[str, str] = {}
+    resolved: dict[str, str] = image_environment()
     for variable in env:
         name = variable["name"]
         if "value" in variable:
@@ -331,7 +345,9 @@ def compose() -> dict[str, Any]:
 
 
 def service_env(service: Document, environ: Mapping[str, str]) -> dict[str, str]:
-    return {key: interpolate(str(value), environ) for key, value in service["environment"].items()}
+    """A service's container environment: the image's, then the service's."""
+    given = {key: interpolate(str(value), environ) for key, value in service["environment"].items()}
+    return {**image_environment(), **given}
 
 
 def test_compose_services_and_their_order(compose: dict[str, Any]) -> None:
