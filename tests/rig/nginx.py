@@ -4,7 +4,8 @@ Its own configuration, pid file, logs and temp paths live in a directory the rig
 no system configuration and leaves nothing behind. Requests go round-robin over the replicas,
 unbuffered both ways (a blob streams through as the replica sends it), with HTTP/1.1 keepalive to
 the replicas, and a request whose replica cannot be reached (refused, reset before the response
-began, or silent past the connect/read timeout) is passed on to the next one. The access log has
+began, or silent past the connect/read timeout) is passed on to the next one; `/_pullthrough/`
+(the replicas' own endpoint, which they reach directly) is refused. The access log has
 one tab-separated line per request with the replica(s) nginx tried (`$upstream_addr`), so a test
 can tell which replica served what.
 """
@@ -97,6 +98,9 @@ http {{
 
         location / {{
             proxy_pass http://pullthrough;
+        }}
+        location /_pullthrough/ {{         # replicas reach each other at their advertise_url
+            return 404;
         }}
     }}
 }}
