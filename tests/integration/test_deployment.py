@@ -26,7 +26,8 @@ from tests.rig.container_image import PodmanStore, make_base_tarball
 from tests.rig.ports import free_port
 from tests.rig.server import PullthroughServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+# The first test also waits for the base and the image to be made (minutes on a busy machine).
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "localhost/pullthrough-test-base:bookworm"
