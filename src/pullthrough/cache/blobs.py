@@ -22,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import aiohttp
+
 from pullthrough.access.import_check import ImportCheck, import_anything
+from pullthrough.access.peer_tokens import PeerTokens
 from pullthrough.cache.byte_range import ByteRange
 from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.lead import LeadFill
+from pullthrough.cache.fill.peer import PeerFill, PeerHasNoFill
 from pullthrough.cache.fill.reading import Fill, read_stored
 from pullthrough.cache.fill.state import FillState, record_path
 from pullthrough.cache.routing import Route
@@ -37,7 +41,7 @@ from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
-from pullthrough.storage.locks import ExclusiveLock, Locks
+from pullthrough.storage.locks import ExclusiveLock, FileLocks, Locks
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,15 @@ log = logging.getLogger(__name__)
 _LEAD_OR_FOLLOW_ATTEMPTS = 3
 # At shutdown, how long a verified fill may take to fsync and commit.
 _COMMIT_ON_CLOSE_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """How this replica reaches the others: a fill another replica leads is streamed from it."""
+
+    own_url: str  # this replica's advertise_url: a lock held under it is held on this host
+    session: aiohttp.ClientSession
+    tokens: PeerTokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +163,7 @@ class BlobCache:
         fill_deadline: float,
         locks: Locks,
         stats: StatsRecorder,
+        peers: Peers | None = None,
     ) -> None:
         self._metadata = metadata
         self._driver = driver
@@ -158,7 +172,12 @@ class BlobCache:
         self._fill_deadline = fill_deadline
         self._locks = locks
         self._stats = stats
+        self._peers = peers
+        # The lock of this host that one worker holds while it streams a peer's fill, so the
+        # other workers of this replica follow it rather than open their own stream.
+        self._host_locks = FileLocks(spool_dir)
         self._fills: dict[str, LeadFill] = {}
+        self._peer_fills: dict[str, PeerFill] = {}
         self._flights: SingleFlight[Fill | StoredBlob] = SingleFlight()
         self._warned_no_redirect = False
 
@@ -177,7 +196,7 @@ class BlobCache:
             log.warning("blob %s is recorded but its file is missing; fetching it again", key)
             await self._metadata.blobs.forget([key])
         may_import(f"{route.repository}@{digest}")
-        source: Fill | StoredBlob | None = self._fills.get(key)
+        source: Fill | StoredBlob | None = self._fills.get(key) or self._peer_fills.get(key)
         if source is None:
             source = await self._flights.run(key, lambda: self._lead_or_follow(route, digest))
         elif isinstance(source, Fill):
@@ -269,7 +288,8 @@ class BlobCache:
         return size
 
     async def _lead_or_follow(self, route: Route, digest: Digest) -> Fill | StoredBlob:
-        """Fill the blob here, or follow the worker process that is filling it already."""
+        """Fill the blob here; or follow the worker of this host that fills it already; or,
+        when another replica holds the fill's lock, stream that replica's fill."""
         record = record_path(self._spool_dir, digest.algorithm, digest.hex)
         storage_key = blob_key(digest.algorithm, digest.hex)
         final_path = self._driver.local_path(storage_key)  # None: storage keeps no local files
@@ -277,6 +297,12 @@ class BlobCache:
             lock = self._locks.blob_fill(digest.algorithm, digest.hex)
             if await lock.try_acquire():
                 return await self._lead(route, digest, lock, record, final_path)
+            holder = await lock.holder_url()
+            if self._peers is not None and holder is not None and holder != self._peers.own_url:
+                peer = await self._from_peer(route, digest, holder, record, final_path)
+                if peer is not None:
+                    return peer
+                continue  # the peer had no fill: stored by now, or free for us to lead
             follower = FollowFill(
                 digest=digest,
                 lock=lock,
@@ -289,6 +315,57 @@ class BlobCache:
                 await follower.wait_started()
                 return follower
         raise UpstreamUnavailable(f"could not start or follow a fill of {digest}; retry")
+
+    async def _from_peer(
+        self, route: Route, digest: Digest, peer_url: str, record: Path, final_path: Path | None
+    ) -> Fill | StoredBlob | None:
+        """Stream the fill the replica at `peer_url` leads: one stream per replica, which this
+        host's other workers follow. None when the peer has no such fill (any more)."""
+        assert self._peers is not None
+        key = str(digest)
+        size, _ = await self._metadata.blobs.for_repository(route.repository, key)
+        stored = await self._stored(digest, size) if size is not None else None
+        if stored is not None:
+            return stored
+        host_lock = self._host_locks.blob_fill(digest.algorithm, digest.hex)
+        if not await host_lock.try_acquire():
+            follower = FollowFill(
+                digest=digest,
+                lock=host_lock,
+                record_path=record,
+                final_path=final_path,
+                driver=self._driver,
+                deadline=self._fill_deadline,
+            )
+            if await follower.attach():
+                await follower.wait_started()
+                return follower
+            return None
+        await asyncio.to_thread(record.unlink, missing_ok=True)  # an earlier failure's
+        fill = PeerFill(
+            digest=digest,
+            repository=route.repository,
+            peer_url=peer_url,
+            session=self._peers.session,
+            tokens=self._peers.tokens,
+            driver=self._driver,
+            spool_dir=self._spool_dir,
+            deadline=self._fill_deadline,
+            lock=host_lock,
+            record_path=record,
+        )
+        self._peer_fills[key] = fill
+        fill.start().add_done_callback(functools.partial(self._peer_finished, fill))
+        try:
+            await fill.wait_started()
+        except PeerHasNoFill:
+            return None
+        return fill
+
+    def _peer_finished(self, fill: PeerFill, _task: object) -> None:
+        key = str(fill.digest)
+        if self._peer_fills.get(key) is fill:
+            del self._peer_fills[key]
 
     async def _lead(
         self,
@@ -350,3 +427,5 @@ class BlobCache:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for peer_fill in tuple(self._peer_fills.values()):
+            await peer_fill.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -9,8 +10,10 @@ from dataclasses import dataclass
 import aiohttp
 
 from pullthrough import USER_AGENT
+from pullthrough.access.peer_tokens import PeerTokens
 from pullthrough.access.secrets import SecretStore, secret_store
-from pullthrough.cache.blobs import BlobCache
+from pullthrough.access.tokens import load_or_create_key
+from pullthrough.cache.blobs import BlobCache, Peers
 from pullthrough.cache.health import HealthRecorder
 from pullthrough.cache.listings import Listings
 from pullthrough.cache.manifests import ManifestCache
@@ -75,8 +78,18 @@ async def open_cache(
             session, settings, credentials or EnvCredentialSource(), metadata, health, secrets
         )
         manifests = ManifestCache(metadata, upstreams, locks, pulls, stats)
+        # A fill another replica leads is streamed from it, signed with the shared token key.
+        token_key = await asyncio.to_thread(load_or_create_key, layout.root)
+        peers = Peers(settings.advertised_url, session, PeerTokens(token_key))
         blobs = BlobCache(
-            metadata, driver, upstreams, layout.temp_dir, settings.fill_deadline, locks, stats
+            metadata,
+            driver,
+            upstreams,
+            layout.temp_dir,
+            settings.fill_deadline,
+            locks,
+            stats,
+            peers,
         )
         for recorder in (pulls, stats, health):
             recorder.start()
