@@ -1,13 +1,16 @@
 """Three replicas on one PostgreSQL database, behind nginx: what one replica is told reaches the
 others. A rule made through one replica's admin API routes pulls on every replica within 2 s
 (and its deletion likewise); an API key or a user deleted through one replica's machine is
-refused by every replica, its password and its registry tokens alike, once the command returns.
+refused by every replica, its password and its registry tokens alike, once the command returns;
+a registry policy put there likewise.
 Each scenario asks every replica directly, not through the load balancer, so none is skipped."""
 
 from __future__ import annotations
 
 import base64
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -147,3 +150,38 @@ def test_a_deleted_api_key_or_user_is_refused_by_every_replica_when_the_command_
         assert_every_replica(replicas, path, credentials, 401)
     gone = manifest(third.url, path, tokens["alice"]).json()["errors"][0]["message"]
     assert "'alice' no longer exists" in gone
+
+
+def test_a_policy_put_on_one_replica_is_enforced_by_every_replica_when_the_command_returns(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    fixture_images: FixtureImages,
+    counting_proxy: MakeProxy,
+    start_replicas: StartReplicas,
+    tmp_path: Path,
+) -> None:
+    proxy = counting_proxy(upstreams["anonymous"].url)
+    replicas = start_replicas([up_rule(proxy.url)], settings={"auth": {"enabled": True}})
+    first, second, third = replicas.servers
+    image = fixture_images.busybox
+    path = f"/v2/up/{image.repo}/manifests/{image.tag}"
+    key = replicas.command(first, "apikeys", "create", "ci", "--group", "ci").strip()
+    ci = basic("ci", key)
+    assert_every_replica(replicas, path, ci, 200)
+
+    def policy(name: str, *statements: dict[str, Any]) -> str:
+        document = tmp_path / f"{name}.json"
+        document.write_text(json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+        return str(document)
+
+    allow = {"Effect": "Allow", "Action": "registry:*", "Resource": "*"}
+    deny_ci = {
+        "Effect": "Deny",
+        "Principal": {"Group": ["ci"]},
+        "Action": "registry:*",
+        "Resource": "repository/up/*",
+    }
+    replicas.command(second, "policy", "put", "-f", policy("deny-ci", allow, deny_ci))
+    assert_every_replica(replicas, path, ci, 403)
+
+    replicas.command(third, "policy", "put", "-f", policy("allow", allow))
+    assert_every_replica(replicas, path, ci, 200)
