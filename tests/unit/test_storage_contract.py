@@ -21,6 +21,7 @@ from pullthrough.metadata.store import MetadataStore
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.filesystem import FilesystemDriver
 from pullthrough.storage.layout import blob_key
+from pullthrough.storage.locks import FileLocks
 from pullthrough.storage.opening import StorageCredentialError, open_blob_storage
 from pullthrough.storage.s3 import MiB, S3Credentials, S3Driver
 from tests.rig.s3server import S3Server
@@ -337,6 +338,39 @@ async def test_gc_on_s3_removes_orphans_and_aborts_abandoned_uploads(
         assert report.bytes_freed == len(b"orphan bytes")
         assert report.uploads_aborted == 1
         assert await driver.size(orphan) is None
+        assert _uploads(s3_server, s3_bucket) == []
+    finally:
+        await driver.close()
+        await metadata.close()
+
+
+@pytest.mark.s3
+async def test_gc_aborts_an_upload_whose_fill_is_gone_and_keeps_one_a_fill_writes(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """A killed replica's upload goes at the next GC, however young: its fill lock is free."""
+    metadata = await MetadataStore.open(f"sqlite+aiosqlite:///{tmp_path / 'metadata.sqlite'}")
+    driver = _s3_driver(s3_server, s3_bucket)
+    (tmp_path / "locks").mkdir()
+    locks = FileLocks(tmp_path / "locks")
+    try:
+        abandoned = _key("upload of a process killed mid-fill")
+        running = _key("upload of a fill still running")
+        s3 = await driver.client()
+        for key in (abandoned, running):
+            await s3.create_multipart_upload(Bucket=s3_bucket, Key=driver.object_key(key))
+        running_hex = running.rsplit("/", 1)[1]
+        fill_lock = locks.blob_fill("sha256", running_hex)
+        assert await fill_lock.try_acquire()
+
+        space = SpaceStore(metadata.engine)
+        report = await collect_garbage(space, driver, 600, locks=locks, settle=0)
+        assert report.uploads_aborted == 1
+        assert _uploads(s3_server, s3_bucket) == [driver.object_key(running)]
+
+        await fill_lock.release()  # the fill's process is gone now too
+        report = await collect_garbage(space, driver, 600, locks=locks, settle=0)
+        assert report.uploads_aborted == 1
         assert _uploads(s3_server, s3_bucket) == []
     finally:
         await driver.close()

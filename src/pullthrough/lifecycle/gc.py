@@ -16,8 +16,10 @@ afterwards, in three steps that keep every pull working:
 
 Files (or objects) under blobs/ with no row at all (a crash between the store and the row
 insert) are removed once their modification time is older than the grace period; tmp/ is never
-touched. On object storage, multipart uploads a killed process left unfinished are aborted once
-they are older than the grace period and `UPLOAD_GRACE` (no fill runs that long).
+touched. On object storage, an unfinished multipart upload is aborted when the blob's fill lock
+can be taken (a fill holds it from before its upload begins until after it completes or aborts,
+so a free lock means the process that began it is gone — killed mid-fill); without a lock set,
+once it is older than the grace period and `UPLOAD_GRACE` (no fill runs that long).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ async def collect_garbage(
             deleted += 1
             freed += size
     orphans, orphan_bytes = await _remove_orphan_files(space, driver, cutoff, locks)
-    aborted = await driver.sweep_uploads(cutoff - max(0.0, upload_grace - grace))
+    aborted = await _abort_abandoned_uploads(driver, locks, cutoff - max(0.0, upload_grace - grace))
     report = GcReport(
         repositories_dropped=dropped,
         blobs_deleted=deleted,
@@ -166,6 +168,27 @@ async def _remove_file(
     finally:
         if lock is not None:
             await lock.release()
+
+
+async def _abort_abandoned_uploads(
+    driver: BlobDriver, locks: Locks | None, older_than: float
+) -> int:
+    """Abort the uploads no fill is writing any more; how many were aborted."""
+    aborted = 0
+    async for upload in driver.pending_uploads():
+        digest = _digest_of_key(upload.key)
+        if locks is None or digest is None:
+            if upload.initiated_at < older_than:
+                aborted += await driver.abort_upload(upload)
+            continue
+        lock = locks.blob_fill(digest.algorithm, digest.hex)
+        if not await lock.try_acquire():
+            continue  # a fill is writing it (or a newer one for the same blob)
+        try:
+            aborted += await driver.abort_upload(upload)
+        finally:
+            await lock.release()
+    return aborted
 
 
 def _unlink_unless_newer(path: Path, older_than: float | None) -> int | None:

@@ -22,6 +22,15 @@ class StoredObject:
     modified_at: float  # seconds since the epoch
 
 
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """An upload begun and neither completed nor aborted (S3's multipart upload)."""
+
+    key: str
+    upload_id: str
+    initiated_at: float  # seconds since the epoch
+
+
 class BlobUpload(Protocol):
     """An upload to one key that nobody sees until `complete`: S3's multipart upload."""
 
@@ -65,6 +74,12 @@ class BlobDriver(Protocol):
 
     def keys(self, prefix: str) -> AsyncIterator[str]:
         """Every stored key under `prefix`."""
+
+    def pending_uploads(self) -> AsyncIterator[PendingUpload]:
+        """Every upload begun and not yet completed or aborted."""
+
+    async def abort_upload(self, upload: PendingUpload) -> bool:
+        """Abort one pending upload; False when it had completed or been aborted meanwhile."""
 
     async def sweep_uploads(self, older_than: float) -> int:
         """Abort uploads begun before `older_than` (epoch seconds) that never completed — a

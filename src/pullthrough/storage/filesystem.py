@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pullthrough.storage.driver import StoredObject
+from pullthrough.storage.driver import PendingUpload, StoredObject
 
 _READ_CHUNK = 1 << 20
 
@@ -91,6 +91,13 @@ class FilesystemDriver:
         )
         for path in found:
             yield path.relative_to(self.root).as_posix()
+
+    async def pending_uploads(self) -> AsyncIterator[PendingUpload]:
+        return
+        yield  # an async generator of nothing: this driver never has uploads
+
+    async def abort_upload(self, upload: PendingUpload) -> bool:
+        return False
 
     async def sweep_uploads(self, older_than: float) -> int:
         return 0  # no uploads: spool files live in the data directory's tmp/, emptied at start

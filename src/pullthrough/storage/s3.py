@@ -25,7 +25,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from pullthrough.storage.driver import StoredObject
+from pullthrough.storage.driver import PendingUpload, StoredObject
 
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
@@ -246,34 +246,39 @@ class S3Driver:
             for found in page.get("Contents", []):
                 yield self._driver_key(found["Key"])
 
-    async def sweep_uploads(self, older_than: float) -> int:
+    async def pending_uploads(self) -> AsyncIterator[PendingUpload]:
         s3 = await self.client()
         pages = s3.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.bucket,
             Prefix=self._list_prefix(""),
             PaginationConfig={"PageSize": self.page_size},
         )
-        stale: list[tuple[str, str]] = []
         async for page in pages:
             for upload in page.get("Uploads", []):
-                if upload["Initiated"].timestamp() < older_than:
-                    stale.append((upload["Key"], upload["UploadId"]))
-        aborted = 0
-        for object_key, upload_id in stale:
-            try:
-                await s3.abort_multipart_upload(
-                    Bucket=self.bucket, Key=object_key, UploadId=upload_id
+                yield PendingUpload(
+                    key=self._driver_key(upload["Key"]),
+                    upload_id=upload["UploadId"],
+                    initiated_at=upload["Initiated"].timestamp(),
                 )
-            except ClientError as exc:
-                if _error_code(exc) != "NoSuchUpload":
-                    raise
-                continue  # completed or aborted meanwhile
-            log.warning(
-                "aborted an unfinished upload of %s begun before the grace period (a process "
-                "killed mid-fill?)",
-                self._driver_key(object_key),
+
+    async def abort_upload(self, upload: PendingUpload) -> bool:
+        s3 = await self.client()
+        try:
+            await s3.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.object_key(upload.key), UploadId=upload.upload_id
             )
-            aborted += 1
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchUpload":
+                raise
+            return False  # completed or aborted meanwhile
+        log.warning("aborted an unfinished upload of %s (a process killed mid-fill?)", upload.key)
+        return True
+
+    async def sweep_uploads(self, older_than: float) -> int:
+        stale = [u async for u in self.pending_uploads() if u.initiated_at < older_than]
+        aborted = 0
+        for upload in stale:
+            aborted += await self.abort_upload(upload)
         return aborted
 
     async def ping(self) -> None:
