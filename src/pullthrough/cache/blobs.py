@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,11 @@ from pullthrough.storage.locks import ExclusiveLock, FileLocks, Locks
 log = logging.getLogger(__name__)
 
 # A fill that ends just as we look is retried once or twice, not forever.
-_LEAD_OR_FOLLOW_ATTEMPTS = 3
+_LEAD_OR_FOLLOW_ATTEMPTS = 4
+# How long a request waits for the fill lease of a replica that does not answer to lapse (its
+# ttl is 10 s), and how often it looks.
+_LEASE_TAKEOVER_SECONDS = 15.0
+_LEASE_POLL_SECONDS = 0.2
 # At shutdown, how long a verified fill may take to fsync and commit.
 _COMMIT_ON_CLOSE_SECONDS = 10.0
 
@@ -151,6 +156,16 @@ async def _from_storage(chunks: AsyncIterator[bytes], key: str) -> AsyncIterator
 
 def _not_counted(sent: int) -> None:
     return None
+
+
+async def _until_lease_moves(lock: ExclusiveLock, holder: str) -> None:
+    """Return once `lock` is free or held by another than `holder`, or after a bound (the
+    caller starts over either way)."""
+    deadline = time.monotonic() + _LEASE_TAKEOVER_SECONDS
+    while time.monotonic() < deadline:
+        if await lock.is_free() or await lock.holder_url() != holder:
+            return
+        await asyncio.sleep(_LEASE_POLL_SECONDS)
 
 
 class BlobCache:
@@ -299,7 +314,14 @@ class BlobCache:
                 return await self._lead(route, digest, lock, record, final_path)
             holder = await lock.holder_url()
             if self._peers is not None and holder is not None and holder != self._peers.own_url:
-                peer = await self._from_peer(route, digest, holder, record, final_path)
+                try:
+                    peer = await self._from_peer(route, digest, holder, record, final_path)
+                except UpstreamUnavailable as exc:
+                    # The holder does not answer: killed, most likely. Its lease lapses within
+                    # the lease's ttl; then this replica (or another) takes the fill over.
+                    log.warning("replica %s holds the fill of %s: %s", holder, digest, exc.message)
+                    await _until_lease_moves(lock, holder)
+                    continue
                 if peer is not None:
                     return peer
                 continue  # the peer had no fill: stored by now, or free for us to lead
