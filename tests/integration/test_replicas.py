@@ -2,7 +2,8 @@
 others. A rule made through one replica's admin API routes pulls on every replica within 2 s
 (and its deletion likewise); an API key or a user deleted through one replica's machine is
 refused by every replica, its password and its registry tokens alike, once the command returns;
-a registry policy put there likewise.
+a registry policy put there likewise; an upstream secret rotated through one replica is used
+by every replica within 2 s.
 Each scenario asks every replica directly, not through the load balancer, so none is skipped."""
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import pytest
 
 from pullthrough.oci.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import MakeProxy
+from tests.integration.cache_setup import SECRET
 from tests.integration.conftest import StartReplicas
 from tests.rig.images import FixtureImages
 from tests.rig.registry import AuthMode, UpstreamRegistry
 from tests.rig.replicas import Replicas
+from tests.rig.server import PullthroughServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -185,3 +188,36 @@ def test_a_policy_put_on_one_replica_is_enforced_by_every_replica_when_the_comma
 
     replicas.command(third, "policy", "put", "-f", policy("allow", allow))
     assert_every_replica(replicas, path, ci, 200)
+
+
+def test_a_secret_rotated_on_one_replica_is_used_by_every_replica_within_2_s(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    fixture_images: FixtureImages,
+    counting_proxy: MakeProxy,
+    start_replicas: StartReplicas,
+) -> None:
+    upstream = upstreams["basic"]
+    assert upstream.credentials is not None
+    username, password = upstream.credentials
+    proxy = counting_proxy(upstream.url)
+    # Every manifest GET asks upstream (tag_ttl 0), with the credential the replica has now.
+    rule = up_rule(proxy.url, credential=SECRET, tag_ttl=0, negative_ttl=0)
+    replicas = start_replicas([rule])
+    first, second, _ = replicas.servers
+    image = fixture_images.busybox
+    path = f"/v2/up/{image.repo}/manifests/{image.tag}"
+
+    def put_secret(server: PullthroughServer, value: dict[str, str]) -> None:
+        stored = httpx.put(f"{server.url}/api/v1/secrets/{SECRET}", json=value, timeout=60)
+        assert stored.status_code in (200, 201), stored.text
+
+    # Sealed by one replica, opened by the others: they share PULLTHROUGH_SECRET_KEY.
+    put_secret(first, {"username": username, "accessToken": "not-the-password"})
+    started = time.monotonic()
+    answers = until_every_replica_answers(replicas, path, 404, started + RULE_DEADLINE)
+    assert set(answers.values()) == {404}, answers
+
+    started = time.monotonic()
+    put_secret(second, {"username": username, "accessToken": password})
+    answers = until_every_replica_answers(replicas, path, 200, started + RULE_DEADLINE)
+    assert set(answers.values()) == {200}, answers
