@@ -128,21 +128,25 @@ def test_image_is_the_project_as_a_non_root_server(image: PodmanStore) -> None:
 
 
 def test_image_migrates_postgresql_then_serves_healthy(image: PodmanStore, database: str) -> None:
-    # What the Helm chart's hook Job and the compose file's `migrate` service run (a loopback
-    # listen address: migrate listens on nothing, and serve's auth decision is not asked of it).
+    # As the Helm chart's hook Job runs it: a read-only root file system, the data directory
+    # under /tmp, a loopback listen address (migrate listens on nothing, and serve's auth
+    # decision is not asked of it).
     migrated = image.checked(
         "run",
         "--rm",
         "--network",
         "host",
+        "--read-only",
         *image.limits,
         f"--env=PULLTHROUGH_DATABASE_URL={database}",
         "--env=PULLTHROUGH_LISTEN=127.0.0.1:5000",
+        "--env=PULLTHROUGH_DATA_DIR=/tmp/pullthrough",
         IMAGE,
         "migrate",
     )
     assert "migrated from nothing (new)" in migrated
 
+    # As the chart's pods run: a read-only root file system, writable /tmp and data volume.
     port = free_port()
     name = f"pt-{uuid.uuid4().hex[:8]}"
     image.start(

@@ -217,8 +217,10 @@ class PodmanStore:
         )
 
     def start(self, image: str, name: str, env: dict[str, str]) -> None:
-        """A detached container on the host's network, running the image's default command."""
-        options = [f"--env={key}={value}" for key, value in env.items()]
+        """A detached container on the host's network, running the image's default command,
+        with a read-only root file system (podman mounts a tmpfs on /tmp; the image's volume
+        holds the data directory)."""
+        options = ["--read-only", *(f"--env={key}={value}" for key, value in env.items())]
         self.checked(
             "run", "--detach", "--name", name, "--network", "host", *self.limits, *options, image
         )
