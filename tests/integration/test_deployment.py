@@ -1,12 +1,15 @@
 """The deployment artifacts run for real: the Containerfile built with podman on a Debian base
 made here with debootstrap, its image migrating a PostgreSQL database and serving with health
-checks; and deploy/nginx.conf balancing over three pullthrough servers.
+checks; the compose file's image services (bucket, migrate, a replica) on this machine's
+PostgreSQL and S3 server; and deploy/nginx.conf balancing over three pullthrough servers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,10 +23,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.rig.compose_file import load_compose, service_environment
 from tests.rig.container_image import PodmanStore, make_base_tarball
 from tests.rig.ports import free_port
+from tests.rig.s3server import S3Server
 from tests.rig.server import PullthroughServer
 
 # The first test also waits for the base and the image to be made (minutes on a busy machine).
@@ -262,3 +268,80 @@ def test_nginx_conf_balances_round_robin(tmp_path: Path) -> None:
     finally:
         with ThreadPoolExecutor(len(servers)) as pool:
             list(pool.map(lambda server: server.stop(), servers))
+
+
+def test_compose_services_run_on_real_backends(
+    image: PodmanStore, database: str, s3_server: S3Server
+) -> None:
+    """compose.yaml's services that run the image, with its environment and commands, pointed
+    at this machine's PostgreSQL and S3 server instead of the compose network's: `bucket`
+    creates its bucket, `migrate` the schema, and a replica serves, ready, on both."""
+    compose = load_compose()
+    services = compose["services"]
+    dot_env = {
+        "PULLTHROUGH_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "PULLTHROUGH_TOKEN_KEY": os.urandom(32).hex(),
+        "S3_ACCESS_KEY": s3_server.access_key,
+        "S3_SECRET_KEY": s3_server.secret_key,
+    }
+    bucket = f"pt-compose-{uuid.uuid4().hex[:12]}"
+
+    # `bucket`: its Python, with the S3 server's address and a bucket of this test's own.
+    code = services["bucket"]["command"][0]
+    given = 'bucket, endpoint = "pullthrough", "http://s3:7070"'
+    assert code.count(given) == 1
+    code = code.replace(given, f'bucket, endpoint = "{bucket}", "{s3_server.endpoint}"')
+    bucket_env = service_environment(services["bucket"], dot_env)
+    for _ in range(2):  # a second run finds the bucket there
+        created = image.checked(
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            *image.limits,
+            *(f"--env={key}={value}" for key, value in bucket_env.items()),
+            "--entrypoint",
+            services["bucket"]["entrypoint"][0],
+            IMAGE,
+            *services["bucket"]["entrypoint"][1:],
+            code,
+        )
+        assert f"bucket {bucket} ready" in created
+
+    # `migrate`, with its environment and command.
+    migrate_env = service_environment(services["migrate"], dot_env)
+    migrate_env["PULLTHROUGH_DATABASE_URL"] = database
+    migrated = image.checked(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        *image.limits,
+        *(f"--env={key}={value}" for key, value in migrate_env.items()),
+        IMAGE,
+        *services["migrate"]["command"],
+    )
+    assert "migrated from nothing (new)" in migrated
+
+    # A replica: the file's environment, with this machine's addresses.
+    port = free_port()
+    env = service_environment(services["pullthrough-1"], dot_env)
+    storage = yaml.safe_load(env["PULLTHROUGH_STORAGE"])
+    assert storage["endpoint"] == "http://s3:7070" and storage["url"] == "s3://pullthrough/blobs"
+    storage.update(url=f"s3://{bucket}/blobs", endpoint=s3_server.endpoint, region=s3_server.region)
+    env.update(
+        PULLTHROUGH_STORAGE=json.dumps(storage),
+        PULLTHROUGH_DATABASE_URL=database,
+        PULLTHROUGH_LISTEN=f"127.0.0.1:{port}",
+        PULLTHROUGH_ADVERTISE_URL=f"http://127.0.0.1:{port}",
+        PULLTHROUGH_WORKERS="1",
+    )
+    name = f"pt-{uuid.uuid4().hex[:8]}"
+    image.start(IMAGE, name, env=env)
+    try:
+        ready = _wait_for(f"http://127.0.0.1:{port}/readyz").json()
+        assert ready["checks"]["storage"] == "ok" and ready["checks"]["metadata"] == "ok"
+        # PULLTHROUGH_AUTH: anyone may pull.
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=5).status_code == 200
+    finally:
+        image.podman("rm", "--force", "--time", "0", name)

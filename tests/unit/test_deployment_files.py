@@ -21,11 +21,19 @@ from helm_python.chart import lint
 from pullthrough.access.sealing import SecretKeySource
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.config import Settings, load_settings
+from tests.rig.compose_file import (
+    COMPOSE_FILE,
+    REPLICAS,
+    ComposeRefused,
+    interpolate,
+    load_compose,
+    service_environment,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERFILE = ROOT / "Containerfile"
 CHART = ROOT / "deploy" / "helm" / "pullthrough"
-COMPOSE = ROOT / "deploy" / "compose.yaml"
+COMPOSE = COMPOSE_FILE
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 # The oldest Kubernetes release the chart is written for, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -320,34 +328,16 @@ DOT_ENV = {
     "PULLTHROUGH_SECRET_KEY": base64.b64encode(bytes(range(32))).decode(),
     "PULLTHROUGH_TOKEN_KEY": "ab" * 32,
 }
-REPLICAS = ("pullthrough-1", "pullthrough-2", "pullthrough-3")
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-
-
-def interpolate(text: str, environ: Mapping[str, str]) -> str:
-    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` (what compose.yaml uses)."""
-
-    def value(match: re.Match[str]) -> str:
-        name, operator, argument = match.groups()
-        if environ.get(name):
-            return environ[name]
-        if operator in (":?", "?"):
-            raise AssertionError(f"compose would stop: {name}: {argument}")
-        return argument or ""
-
-    return _VARIABLE.sub(value, text)
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return loaded
+    return load_compose()
 
 
-def service_env(service: Document, environ: Mapping[str, str]) -> dict[str, str]:
+def service_env(service: Document, dot_env: Mapping[str, str]) -> dict[str, str]:
     """A service's container environment: the image's, then the service's."""
-    given = {key: interpolate(str(value), environ) for key, value in service["environment"].items()}
-    return {**image_environment(), **given}
+    return {**image_environment(), **service_environment(service, dot_env)}
 
 
 def test_compose_services_and_their_order(compose: dict[str, Any]) -> None:
@@ -405,7 +395,7 @@ def test_compose_env_is_settings_the_server_accepts(
 
 
 def test_compose_refuses_to_start_without_the_keys(compose: dict[str, Any]) -> None:
-    with pytest.raises(AssertionError, match="PULLTHROUGH_SECRET_KEY"):
+    with pytest.raises(ComposeRefused, match="PULLTHROUGH_SECRET_KEY"):
         service_env(compose["services"]["pullthrough-1"], {})
 
 
