@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,41 @@ def test_a_secret_rotated_on_one_replica_is_used_by_every_replica_within_2_s(
     put_secret(second, {"username": username, "accessToken": password})
     answers = until_every_replica_answers(replicas, path, 200, started + RULE_DEADLINE)
     assert set(answers.values()) == {200}, answers
+
+
+def test_a_tag_is_fetched_and_revalidated_once_across_the_replicas(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    fixture_images: FixtureImages,
+    counting_proxy: MakeProxy,
+    start_replicas: StartReplicas,
+) -> None:
+    """Thirty clients spread over three replicas ask for a cold tag at once: one upstream GET of
+    the manifest. Once its TTL has passed, thirty more: one upstream HEAD revalidates it for
+    every replica (the tag's lock is a lease every replica sees)."""
+    proxy = counting_proxy(upstreams["anonymous"].url)
+    replicas = start_replicas([up_rule(proxy.url, tag_ttl="2s")])
+    image = fixture_images.many_layers
+    path = f"/v2/up/{image.repo}/manifests/{image.tag}"
+    # Held upstream long enough for every replica's clients to be waiting on the one request.
+    proxy.delay("/manifests/", 0.5, times=1)
+
+    def ask_all() -> list[httpx.Response]:
+        urls = [server.url for server in replicas.servers] * 10
+        with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+            return list(pool.map(lambda url: manifest(url, path), urls))
+
+    cold = ask_all()
+    assert {a.status_code for a in cold} == {200}
+    assert {a.content for a in cold} == {image.manifest}
+    assert proxy.count("GET", path_contains=f"/manifests/{image.tag}") == 1
+    assert proxy.count("HEAD", path_contains=f"/manifests/{image.tag}") == 0
+
+    proxy.reset()
+    time.sleep(2.5)  # past the tag's TTL on every replica
+    proxy.delay("/manifests/", 0.5, times=1)
+    again = ask_all()
+    assert {a.status_code for a in again} == {200}
+    assert {a.content for a in again} == {image.manifest}
+    assert {a.headers["X-Pullthrough-Cache"] for a in again} <= {"revalidated", "hit"}
+    assert proxy.count("HEAD", path_contains=f"/manifests/{image.tag}") == 1
+    assert proxy.count("GET", path_contains=f"/manifests/{image.tag}") == 0
