@@ -29,10 +29,15 @@ class BenchError(RuntimeError):
 # --- blob throughput with curl ------------------------------------------------------------
 
 
-def curl_parallel(url: str, clients: int, size: int, timeout: float) -> float:
+def curl_parallel(
+    url: str, clients: int, size: int, timeout: float, *, follow: bool = False
+) -> float:
     """`clients` curl processes download `url` at once into /dev/null: aggregate MB/s over the
-    wall time from the first start to the last exit."""
+    wall time from the first start to the last exit. `follow`: curl -L (a 307 to the object
+    store is followed, the status checked is the last one's)."""
     command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url]
+    if follow:
+        command.insert(1, "-L")
     started = time.monotonic()
     processes = [
         subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(clients)

@@ -60,6 +60,10 @@ class Settings:
     swarm_clients: int
     pull_parallel: int
     source: Path | None = None  # a `src` dir to run pullthrough from
+    s3_single_repetitions: int = 2  # measurement 6: Swift serves ~10x slower than the rest
+    s3_parallel_repetitions: int = 1
+    replica_clients: int = 12  # measurement 7
+    replica_repetitions: int = 1
 
 
 @dataclass

@@ -19,20 +19,20 @@ from pathlib import Path
 
 from tests.rig.registry import UpstreamRegistry
 
-from bench import env, phases, report
+from bench import env, phases, report, scaleout
 from bench.images import MiB, ensure_images, specs
 from bench.phases import Settings
 from bench.servers import export_source
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / "work"
-ALL = (1, 2, 3, 4, 5)
+ALL = (1, 2, 3, 4, 5, 6, 7)
 
 
 def _parse_only(text: str) -> tuple[int, ...]:
     numbers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     if not numbers or any(n not in ALL for n in numbers):
-        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-5, e.g. 1 or 2,4")
+        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-7, e.g. 1 or 2,4")
     return numbers
 
 
@@ -103,6 +103,10 @@ def main() -> int:
         swarm_clients=50,
         pull_parallel=3,
         source=source,
+        s3_single_repetitions=2 if quick else 3,
+        s3_parallel_repetitions=1,
+        replica_clients=12,
+        replica_repetitions=1 if quick else 2,
     )
     results = report.Results(
         machine=env.machine(),
@@ -180,6 +184,12 @@ def _run_phases(
     if 4 in only:
         step(f"{settings.swarm_clients} concurrent cold pulls")
         results.swarm = phases.swarm(upstream, images, settings)
+    if 6 in only:
+        step("warm blobs on S3: filesystem, S3 streamed, S3 redirected, Swift directly")
+        results.s3_blobs = scaleout.s3_blobs(upstream, images, settings)
+    if 7 in only:
+        step(f"{settings.replica_clients} cold pulls: 1 on the filesystem, 1 and 3 replicas")
+        results.replicas = scaleout.replica_pulls(upstream, images, settings)
 
 
 if __name__ == "__main__":

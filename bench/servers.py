@@ -73,25 +73,37 @@ def pullthrough(
     workers: int,
     log_level: str = "warning",
     source: Path | None = None,
+    config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[PullthroughServer]:
     """`pullthrough serve` with an empty data directory, removed again afterwards. Images are
     at `/v2/up/<repository>`. `source` is a `src` directory to run instead of the installed
-    package (PYTHONPATH comes before the venv's editable install)."""
+    package (PYTHONPATH comes before the venv's editable install); `config` more top-level
+    settings (a `storage` block), `env` more environment (S3 credentials)."""
     shutil.rmtree(workdir, ignore_errors=True)
-    rules = [{"prefix": UPSTREAM_PREFIX, "upstream": upstream_url, "default": True}]
     server = PullthroughServer(
         workdir,
-        rules,
-        extra_config={"workers": workers, "log_level": log_level},
-        env={"PYTHONPATH": str(source)} if source is not None else None,
+        upstream_rules(upstream_url),
+        extra_config={"workers": workers, "log_level": log_level, **(config or {})},
+        env={**source_env(source), **(env or {})},
     )
     server.start()
     try:
-        _wait_workers(server, workers)
+        wait_workers(server, workers)
         yield server
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def upstream_rules(upstream_url: str) -> list[dict[str, Any]]:
+    """The one rule every benchmarked pullthrough has: `up/…` from the upstream."""
+    return [{"prefix": UPSTREAM_PREFIX, "upstream": upstream_url, "default": True}]
+
+
+def source_env(source: Path | None) -> dict[str, str]:
+    """The environment that runs pullthrough from `source` (a `src` directory), if given."""
+    return {"PYTHONPATH": str(source)} if source is not None else {}
 
 
 class NginxBlobServer:
@@ -226,7 +238,7 @@ def _listening_pids(port: int) -> set[int]:
     return {int(pid) for pid in re.findall(r"pid=(\d+)", done.stdout)}
 
 
-def _wait_workers(server: PullthroughServer, count: int) -> None:
+def wait_workers(server: PullthroughServer, count: int) -> None:
     """Until `count` workers listen on the port: /healthz answers as soon as the first does."""
     assert server.pid is not None
     deadline = time.monotonic() + _START_TIMEOUT
