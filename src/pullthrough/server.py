@@ -105,10 +105,14 @@ async def recover(settings: Settings) -> tuple[int, int]:
         driver = await open_blob_storage(settings, secret_store(metadata, settings))
         missing = []
         try:
-            for digest, size in await metadata.blobs.stored():
-                algorithm, _, hex_digest = digest.partition(":")
-                if await driver.size(blob_key(algorithm, hex_digest)) != size:
-                    missing.append(digest)
+            # Object storage is shared and outlives a host: its blobs are not this host's to
+            # check at every start (one request each). A hit finds a missing object there
+            # anyway, forgets it and fetches the blob again (cache/blobs.py).
+            if driver.local_path(blob_key("sha256", "0" * 64)) is not None:
+                for digest, size in await metadata.blobs.stored():
+                    algorithm, _, hex_digest = digest.partition(":")
+                    if await driver.size(blob_key(algorithm, hex_digest)) != size:
+                        missing.append(digest)
         finally:
             await driver.close()
         await metadata.blobs.forget(missing)

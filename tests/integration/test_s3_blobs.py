@@ -293,3 +293,39 @@ def test_redirected_hits_are_fetched_from_the_bucket(
     assert whole is not None
     assert part.content == followed.content == whole[10:1034]
     assert sha256(whole) == layer.digest
+
+
+def test_an_object_gone_from_the_bucket_is_fetched_again_on_its_next_pull(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    fixture_images: FixtureImages,
+    counting_proxy: MakeProxy,
+    pullthrough_server: StartPullthrough,
+    s3_server: S3Server,
+    bucket: Bucket,
+) -> None:
+    """The bucket is shared and outlives any one server, so a start does not check every
+    object (one request each); a pull that finds its blob's object gone forgets the row and
+    fetches the blob from upstream again, and the bucket has it again afterwards."""
+    cache, _ = start_s3_cache(
+        upstreams["anonymous"], counting_proxy, pullthrough_server, s3_server, bucket.name
+    )
+    image = fixture_images.oci_app
+    layer = max(image.blobs, key=lambda b: b.size)
+    path = f"/v2/up/{image.repo}/blobs/{layer.digest}"
+    assert sha256(cache.get(path).content) == layer.digest
+    wait_for(lambda: bucket.get(layer.digest) is not None, 30, "the blob to be in the bucket")
+
+    gone = s3_server.request("DELETE", f"/{bucket.name}/{bucket.key(layer.digest)}")
+    assert gone.status_code == 204, gone.text
+    cache.server.stop()
+    cache.server.start()  # starts without looking at the bucket's objects
+    cache.proxy.reset()
+
+    again = cache.get(path)
+    assert again.status_code == 200
+    assert sha256(again.content) == layer.digest
+    assert cache.upstream_blob_gets() == 1
+    wait_for(lambda: bucket.get(layer.digest) is not None, 30, "the blob to be stored again")
+    cache.proxy.reset()
+    assert sha256(cache.get(path).content) == layer.digest
+    assert cache.upstream_blob_gets() == 0
