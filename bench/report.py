@@ -481,15 +481,23 @@ def _s3_blob_section(r: Results) -> list[str]:
             f"**{_ratio(b.parallel[a].median, b.parallel[c].median):.2f}{X}** ({n} clients)"
         )
     if b.redirect_ms is not None:
-        head = (
-            f"; a HEAD of the same blob on the same server, answered there, took {b.head_ms:.1f} ms"
-            if b.head_ms is not None
-            else ""
-        )
+        head = ""
+        if b.head_ms is not None:
+            head = (
+                " A HEAD of the same blob on the same server, answered from its metadata alone, "
+                f"took {b.head_ms:.1f} ms"
+            )
+            if b.store_head_ms is not None:
+                head += (
+                    ", and a signed HEAD of the object sent to Swift directly (one "
+                    f"connection) {b.store_head_ms:.1f} ms"
+                )
+            head += "."
         lines.append(
             f"- The 307 itself: {b.redirect_ms:.1f} ms per answer (median of 20 GETs on one "
-            "connection; the blob is looked up as for any hit and the URL signed without a "
-            f"request to the store){head}."
+            "connection). Like every hit on S3, it reads the blob's metadata row, then checks "
+            "the object's size with a HEAD request to the bucket, then signs the URL locally "
+            f"(a fraction of a millisecond).{head}"
         )
     s1, sn = b.single[SWIFT].median, b.parallel[SWIFT].median
     streamed = _ratio(b.single[S3_STREAM].median, b.single[S3_REDIRECT].median)
@@ -714,6 +722,15 @@ def _why(r: Results) -> list[str]:
                     "fills were not all coalesced (across worker processes, most likely)."
                 )
             notes.append(line)
+    if "7" in missed:
+        for f in r.replicas:
+            if f.name != ONE_FS and f.runs and f.max_blob_gets != 1:
+                notes.append(
+                    f"- **7.** Through {f.name}, upstream GETs per blob ranged "
+                    f"{f.min_blob_gets}-{f.max_blob_gets}: a blob's fill was not held to one "
+                    "download across the replicas (the lease, or a peer stream that failed and "
+                    "fell back to upstream)."
+                )
     if not notes:
         return []
     return ["## Where targets were missed, and why", "", *notes, ""]

@@ -15,6 +15,7 @@ import contextlib
 import shutil
 import statistics
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from tests.rig.nginx import Nginx
 from tests.rig.proxy import CountingProxy
 from tests.rig.registry import UpstreamRegistry
 from tests.rig.replicas import Replicas
-from tests.rig.s3server import S3Server
+from tests.rig.s3server import S3Server, sign_v4
 
 from bench.images import TAG, ImageSet
 from bench.measure import MB, BenchError, Throughput, curl_parallel, pull
@@ -66,6 +67,7 @@ class S3BlobFigures:
     fill_mbps: dict[str, float] = field(default_factory=dict)  # the cold fill that warmed it
     redirect_ms: float | None = None  # median time to a 307 answer (headers only)
     head_ms: float | None = None  # median time to a HEAD of the blob, same server
+    store_head_ms: float | None = None  # a signed HEAD of its object, to Swift
 
 
 @dataclass
@@ -178,6 +180,32 @@ def _answer_ms(url: str, method: str, status: int, count: int = 20) -> float:
     return statistics.median(samples)
 
 
+def _store_head_ms(s3: S3Server, bucket: str, prefix: str, digest: str, count: int = 20) -> float:
+    """Median milliseconds for a signed HEAD of the blob's object, sent to Swift directly over
+    one keep-alive connection (signing not timed)."""
+    algorithm, hex_digest = digest.split(":")
+    path = f"/{bucket}/{prefix}/blobs/{algorithm}/{hex_digest[:2]}/{hex_digest}"
+    url = s3.endpoint + urllib.parse.quote(path)
+    samples = []
+    with httpx.Client(timeout=30.0) as client:
+        for _ in range(count):
+            headers = sign_v4(
+                "HEAD",
+                url,
+                {},
+                b"",
+                access_key=s3.access_key,
+                secret_key=s3.secret_key,
+                region=s3.region,
+            )
+            started = time.monotonic()
+            response = client.head(url, headers=headers)
+            samples.append((time.monotonic() - started) * 1000)
+            if response.status_code != 200:
+                raise BenchError(f"HEAD {path} on the S3 server: {response.status_code}")
+    return statistics.median(samples)
+
+
 def s3_blobs(upstream: UpstreamRegistry, images: ImageSet, s: Settings) -> S3BlobFigures:
     """Measurement 6. Three pullthroughs up at once (filesystem, S3 streamed, S3 redirected;
     one bucket, a prefix each), each warmed by a cold fill of the big blob; then, one target
@@ -222,6 +250,7 @@ def s3_blobs(upstream: UpstreamRegistry, images: ImageSet, s: Settings) -> S3Blo
             _wait_stored(url, redirect=name == S3_REDIRECT)
         figures.redirect_ms = _answer_ms(urls[S3_REDIRECT], "GET", 307)
         figures.head_ms = _answer_ms(urls[S3_REDIRECT], "HEAD", 200)
+        figures.store_head_ms = _store_head_ms(s3, bucket, "redirected", big.digest)
 
         def url_of(name: str) -> str:
             # A fresh presigned URL each time, as each client gets one.
