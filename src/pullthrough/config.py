@@ -397,16 +397,18 @@ class Settings(BaseModel):
             raise ValueError(f"only one rule may be the default; {defaults} all say default: true")
         return rules
 
-    @model_validator(mode="after")
-    def _open_listener_needs_a_decision(self) -> Settings:
+    def open_listener_problem(self) -> str | None:
+        """Why `serve` must not listen as configured: on an address other machines reach with
+        auth off, unless anonymous pulls were chosen. None when it may. Only serving asks this:
+        the offline commands (`migrate`, `users`, …) run with the same settings anywhere."""
         host = self.listen_host
         loopback = host in _LOOPBACK_HOSTS or host.startswith("127.")
         if not loopback and not self.auth.enabled and not self.auth.allow_anonymous:
-            raise ValueError(
-                f"listen {self.listen} is reachable from other machines and auth is off: set "
+            return (
+                f"listen: {self.listen} is reachable from other machines and auth is off: set "
                 "auth.enabled: true, or auth.allow_anonymous: true to let anyone pull"
             )
-        return self
+        return None
 
     @property
     def listen_host(self) -> str:

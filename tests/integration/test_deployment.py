@@ -135,8 +135,8 @@ def test_image_is_the_project_as_a_non_root_server(image: PodmanStore) -> None:
 
 def test_image_migrates_postgresql_then_serves_healthy(image: PodmanStore, database: str) -> None:
     # As the Helm chart's hook Job runs it: a read-only root file system, the data directory
-    # under /tmp, a loopback listen address (migrate listens on nothing, and serve's auth
-    # decision is not asked of it).
+    # under /tmp, the image's own listen address (every address: serve's decision about who
+    # may pull is not asked of migrate).
     migrated = image.checked(
         "run",
         "--rm",
@@ -145,7 +145,6 @@ def test_image_migrates_postgresql_then_serves_healthy(image: PodmanStore, datab
         "--read-only",
         *image.limits,
         f"--env=PULLTHROUGH_DATABASE_URL={database}",
-        "--env=PULLTHROUGH_LISTEN=127.0.0.1:5000",
         "--env=PULLTHROUGH_DATA_DIR=/tmp/pullthrough",
         IMAGE,
         "migrate",

@@ -49,6 +49,9 @@ def serve(
         overrides = {k: v for k, v in (("listen", listen), ("workers", workers)) if v is not None}
         if overrides:
             settings = type(settings).model_validate({**settings.model_dump(), **overrides})
+        problem = settings.open_listener_problem()
+        if problem is not None:
+            raise ConfigError(problem)
         code = run_server(settings)
     except ConfigError as exc:
         fail_configuration(exc)
