@@ -273,6 +273,7 @@ async def test_a_follower_reads_the_spool_while_it_grows_then_learns_the_end(
     )
     assert await late.attach()
     assert late.state is FillState.COMMITTED
+    assert late.size == len(CONTENT)  # so its clients get a Content-Length
     assert await read_all(late) == CONTENT
     assert store.events[-1] == f"read 0-{len(CONTENT)}"
 

@@ -93,14 +93,21 @@ class FollowFill(Fill):
             size = os.stat(self.committed_path).st_size
         except FileNotFoundError:
             return False
-        return self.size is None or size == self.size
+        return self._stored_size(size)
+
+    def _stored_size(self, size: int | None) -> bool:
+        """Whether a stored object of `size` bytes is the blob; its size is the blob's size
+        from then on (a follower that found the blob stored never read a record)."""
+        if size is None or (self.size is not None and size != self.size):
+            return False
+        self.size = size
+        return True
 
     async def _committed(self) -> bool:
         """The blob is stored: the local file, or else the object, asked of the driver."""
         if self.committed_path is not None:
             return self._committed_locally()
-        size = await self.driver.size(self.storage_key)
-        return size is not None and (self.size is None or size == self.size)
+        return self._stored_size(await self.driver.size(self.storage_key))
 
     async def _spool_gone(self) -> None:
         record = FillRecord.read(self._record_path)
