@@ -542,9 +542,9 @@ def _replica_section(r: Results) -> list[str]:
     first = r.replicas[0]
     image = r.images.cold if r.images else None
     size = image.total_size if image else 0
-    layers = f"{len(image.blobs) - 1}-layer image ({_fmt_mib(size)})" if image else "image"
+    layers = f", {len(image.blobs) - 1} layers, {_fmt_mib(size)}" if image else ""
     lines = [
-        f"## 7. Cold pull over replicas ({first.clients} clients at once, the {layers})",
+        f"## 7. Cold pull over replicas ({first.clients} clients at once{layers})",
         "",
         f"{first.clients} clients start together (one client process, each with its own "
         f"connections, layers {r.settings.pull_parallel} at a time, as in measurement 4) "
@@ -588,15 +588,18 @@ def _replica_section(r: Results) -> list[str]:
     if one and fs and one.runs and fs.runs:
         lines.append(
             f"- 1 replica on PostgreSQL + S3 / 1 on the filesystem + SQLite: "
-            f"**{one.median / fs.median:.2f}{X}** the time."
+            f"**{one.median / fs.median:.2f}{X}** the time. Both serve their clients from the "
+            "local spool while the fill downloads; on S3 the fill also sends every byte to "
+            "Swift as a multipart upload (8 MiB parts, then Swift's two Python processes "
+            "write them), on the same cores."
         )
     if three and one and three.runs and one.runs:
         slow3 = max(x.slowest_first_byte or 0.0 for x in three.runs)
         slow1 = max(x.slowest_first_byte or 0.0 for x in one.runs)
         lines.append(
             f"- The last client to receive a first blob byte got it {slow3:.2f} s after the "
-            f"start through 3 replicas, {slow1:.2f} s through 1: the clients of a replica that "
-            "does not lead a blob's fill are served by a stream from the replica that does."
+            f"start through 3 replicas, {slow1:.2f} s through 1 (the clients of a replica that "
+            "does not lead a blob's fill are served by a stream from the replica that does)."
         )
     lines += [
         "",
