@@ -52,13 +52,14 @@ test: deps debian-deps lint typecheck
 unit: deps
 	$(VENV)/bin/pytest -m "not integration and not postgres and not s3" tests/unit
 
-# contract (about 1 min): the metadata tests over each backend, SQLite and PostgreSQL (the server on
+# contract (about 40 s): the metadata tests over each backend, SQLite and PostgreSQL (the server on
 # 127.0.0.1:5432, database `test`, each test in a throwaway schema), and the blob storage tests
 # over the filesystem and S3 (a Swift s3api server the tests start in a temp directory).
 contract: deps
 	$(VENV)/bin/pytest -m contract tests/unit
 
-# integration (about 13 min): a real upstream registry, pullthrough servers and real clients.
+# integration (about 18 min): a real upstream registry, pullthrough servers and real clients,
+# Swift's s3api, nginx in front of replicas, and the container image built with podman.
 integration: deps debian-deps
 	$(VENV)/bin/pytest -m integration tests/integration
 
