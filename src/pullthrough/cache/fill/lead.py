@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pullthrough.cache.fill.reading import READ_CHUNK, Fill
 from pullthrough.cache.fill.spool import SpoolWriter
-from pullthrough.cache.fill.state import FillRecord, FillState
+from pullthrough.cache.fill.state import FillRecord, FillState, forget_record
 from pullthrough.errors import (
     RegistryError,
     UpstreamInvalid,
@@ -171,7 +171,7 @@ class LeadFill(Fill):
                 # A failure's record stays a while, so every follower reads the same error.
                 asyncio.get_running_loop().call_later(
                     FAILED_RECORD_SECONDS,
-                    _forget_failure,
+                    forget_record,
                     self._record_path,
                     self.spool_path.name,
                 )
@@ -180,15 +180,10 @@ class LeadFill(Fill):
         """Tell followers in other worker processes where this fill stands."""
         if self._record_path is None:
             return
-        FillRecord(
-            spool=self.spool_path.name,
-            size=self.size,
-            repository=self.repository,
-            state=self.state,
-            error_type=FillRecord.error_type_of(self.error) if self.error else None,
-            error_message=self.error.message if self.error else None,
-            error_headers=self.error.headers if self.error else {},
-        ).write(self._record_path)
+        record = FillRecord.of(
+            self.spool_path.name, self.size, self.repository, self.state, self.error
+        )
+        record.write(self._record_path)
 
     async def _commit(self) -> None:
         """Store the verified blob (complete the upload, or hand over the spool file), then
@@ -291,10 +286,3 @@ class LeadFill(Fill):
 
     def _available(self, fd: int) -> int:
         return self.written
-
-
-def _forget_failure(record_path: Path, spool_name: str) -> None:
-    record = FillRecord.read(record_path)
-    if record is not None and record.spool == spool_name:  # not a newer fill's record
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(record_path)

@@ -55,7 +55,7 @@ from pullthrough.access.peer_tokens import PeerTokens
 from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.reading import READ_CHUNK, Fill
 from pullthrough.cache.fill.spool import SpoolWriter
-from pullthrough.cache.fill.state import FillRecord, FillState, record_path
+from pullthrough.cache.fill.state import FillRecord, FillState, forget_record, record_path
 from pullthrough.errors import (
     RegistryError,
     UpstreamInvalid,
@@ -222,21 +222,16 @@ class PeerFill(Fill):
             loop = asyncio.get_running_loop()
             loop.call_later(SPOOL_LINGER_SECONDS, _remove, self.spool_path)
             if self._record_path is not None:
-                loop.call_later(linger, _forget, self._record_path, self.spool_path.name)
+                loop.call_later(linger, forget_record, self._record_path, self.spool_path.name)
 
     def _publish(self) -> None:
         """Tell the other workers of this replica where this fill stands."""
         if self._record_path is None:
             return
-        FillRecord(
-            spool=self.spool_path.name,
-            size=self.size,
-            repository=self.repository,
-            state=self.state,
-            error_type=FillRecord.error_type_of(self.error) if self.error else None,
-            error_message=self.error.message if self.error else None,
-            error_headers=self.error.headers if self.error else {},
-        ).write(self._record_path)
+        record = FillRecord.of(
+            self.spool_path.name, self.size, self.repository, self.state, self.error
+        )
+        record.write(self._record_path)
 
     def _fail(self, error: RegistryError) -> None:
         self.state = self.state.failing()
@@ -393,9 +388,3 @@ async def host_fill(
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _forget(record_path: Path, spool_name: str) -> None:
-    record = FillRecord.read(record_path)
-    if record is not None and record.spool == spool_name:  # not a newer fill's record
-        _remove(record_path)

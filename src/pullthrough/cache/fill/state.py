@@ -26,6 +26,7 @@ how many there will be, and how the fill ended:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -80,6 +81,26 @@ class FillRecord:
     error_headers: dict[str, str] = field(default_factory=dict)
     updated_at: float = 0.0
 
+    @classmethod
+    def of(
+        cls,
+        spool: str,
+        size: int | None,
+        repository: str,
+        state: FillState,
+        error: RegistryError | None,
+    ) -> FillRecord:
+        """The record of a fill that stands here: what its leader publishes."""
+        return cls(
+            spool=spool,
+            size=size,
+            repository=repository,
+            state=state,
+            error_type=cls.error_type_of(error) if error else None,
+            error_message=error.message if error else None,
+            error_headers=error.headers if error else {},
+        )
+
     @staticmethod
     def error_type_of(error: RegistryError) -> str:
         """The public class in `pullthrough.errors` nearest to `error`'s own (which may be a
@@ -107,3 +128,12 @@ class FillRecord:
             return cls(**{**fields, "state": FillState(fields.get("state", "running"))})
         except (FileNotFoundError, ValueError, TypeError, AttributeError):
             return None
+
+
+def forget_record(path: Path, spool: str) -> None:
+    """Remove the record at `path` if it is still the one of the fill spooling to `spool` (not a
+    newer fill's)."""
+    record = FillRecord.read(path)
+    if record is not None and record.spool == spool:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
