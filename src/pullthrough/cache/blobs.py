@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import aiohttp
 
@@ -45,6 +45,8 @@ from pullthrough.storage.layout import blob_key
 from pullthrough.storage.locks import ExclusiveLock, FileLocks, Locks
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", LeadFill, PeerFill)
 
 # A fill that ends just as we look is retried once or twice, not forever.
 _LEAD_OR_FOLLOW_ATTEMPTS = 4
@@ -156,6 +158,13 @@ async def _from_storage(chunks: AsyncIterator[bytes], key: str) -> AsyncIterator
 
 def _not_counted(sent: int) -> None:
     return None
+
+
+def _forget_fill(running: dict[str, F], fill: F, _task: object) -> None:
+    """Drop an ended fill from `running`, unless a newer fill of the blob took its place."""
+    key = str(fill.digest)
+    if running.get(key) is fill:
+        del running[key]
 
 
 async def _until_lease_moves(lock: ExclusiveLock, holder: str) -> None:
@@ -289,6 +298,29 @@ class BlobCache:
                 return running.size
         return await self._confirm_upstream(route, digest)
 
+    async def _stored_for(self, route: Route, digest: Digest) -> StoredBlob | None:
+        """The blob, if it was committed (by another worker or replica) since we last looked."""
+        size, _ = await self._metadata.blobs.for_repository(route.repository, str(digest))
+        return await self._stored(digest, size) if size is not None else None
+
+    async def _follow(
+        self, digest: Digest, lock: ExclusiveLock, record: Path, final_path: Path | None
+    ) -> FollowFill | None:
+        """Follow the fill another worker of this host runs under `lock`; None when there is
+        none to follow (it ended, or its worker is gone)."""
+        follower = FollowFill(
+            digest=digest,
+            lock=lock,
+            record_path=record,
+            final_path=final_path,
+            driver=self._driver,
+            deadline=self._fill_deadline,
+        )
+        if not await follower.attach():
+            return None
+        await follower.wait_started()
+        return follower
+
     async def _stored(self, digest: Digest, size: int) -> StoredBlob | None:
         storage_key = blob_key(digest.algorithm, digest.hex)
         if await self._driver.size(storage_key) == size:
@@ -325,16 +357,8 @@ class BlobCache:
                 if peer is not None:
                     return peer
                 continue  # the peer had no fill: stored by now, or free for us to lead
-            follower = FollowFill(
-                digest=digest,
-                lock=lock,
-                record_path=record,
-                final_path=final_path,
-                driver=self._driver,
-                deadline=self._fill_deadline,
-            )
-            if await follower.attach():
-                await follower.wait_started()
+            follower = await self._follow(digest, lock, record, final_path)
+            if follower is not None:
                 return follower
         raise UpstreamUnavailable(f"could not start or follow a fill of {digest}; retry")
 
@@ -345,24 +369,12 @@ class BlobCache:
         host's other workers follow. None when the peer has no such fill (any more)."""
         assert self._peers is not None
         key = str(digest)
-        size, _ = await self._metadata.blobs.for_repository(route.repository, key)
-        stored = await self._stored(digest, size) if size is not None else None
+        stored = await self._stored_for(route, digest)
         if stored is not None:
             return stored
         host_lock = self._host_locks.blob_fill(digest.algorithm, digest.hex)
         if not await host_lock.try_acquire():
-            follower = FollowFill(
-                digest=digest,
-                lock=host_lock,
-                record_path=record,
-                final_path=final_path,
-                driver=self._driver,
-                deadline=self._fill_deadline,
-            )
-            if await follower.attach():
-                await follower.wait_started()
-                return follower
-            return None
+            return await self._follow(digest, host_lock, record, final_path)
         await asyncio.to_thread(record.unlink, missing_ok=True)  # an earlier failure's
         fill = PeerFill(
             digest=digest,
@@ -377,17 +389,12 @@ class BlobCache:
             record_path=record,
         )
         self._peer_fills[key] = fill
-        fill.start().add_done_callback(functools.partial(self._peer_finished, fill))
+        fill.start().add_done_callback(functools.partial(_forget_fill, self._peer_fills, fill))
         try:
             await fill.wait_started()
         except PeerHasNoFill:
             return None
         return fill
-
-    def _peer_finished(self, fill: PeerFill, _task: object) -> None:
-        key = str(fill.digest)
-        if self._peer_fills.get(key) is fill:
-            del self._peer_fills[key]
 
     async def _lead(
         self,
@@ -398,8 +405,7 @@ class BlobCache:
         final_path: Path | None,
     ) -> Fill | StoredBlob:
         key = str(digest)
-        size, _ = await self._metadata.blobs.for_repository(route.repository, key)
-        stored = await self._stored(digest, size) if size is not None else None
+        stored = await self._stored_for(route, digest)
         if stored is not None:  # another worker committed it while we looked
             await lock.release()
             return stored
@@ -419,14 +425,9 @@ class BlobCache:
             record_path=record,
         )
         self._fills[key] = fill
-        fill.start().add_done_callback(functools.partial(self._finished, fill))
+        fill.start().add_done_callback(functools.partial(_forget_fill, self._fills, fill))
         await fill.wait_started()
         return fill
-
-    def _finished(self, fill: LeadFill, _task: object) -> None:
-        key = str(fill.digest)
-        if self._fills.get(key) is fill:
-            del self._fills[key]
 
     @property
     def fills(self) -> tuple[LeadFill, ...]:
