@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests that run several pullthrough replicas behind nginx."""
+"""Fixtures of the integration tests on PostgreSQL: a database of their own, and several
+pullthrough replicas behind nginx."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import _failed
+from tests.rig.postgres import create_database, drop_database
 from tests.rig.replicas import Replicas
 
 StartReplicas = Callable[..., Replicas]
@@ -35,3 +37,13 @@ def start_replicas(
             print(replicas.logs())
     for replicas in made:
         replicas.stop()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)

@@ -6,7 +6,6 @@ PostgreSQL and S3 server; and deploy/nginx.conf balancing over three pullthrough
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -24,7 +23,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.rig.compose_file import load_compose, service_environment
 from tests.rig.container_image import PodmanStore, make_base_tarball
@@ -38,30 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "localhost/pullthrough-test-base:bookworm"
 IMAGE = "localhost/pullthrough:test"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 START_TIMEOUT = 60.0
-
-
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(
-        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
-    name = f"pt_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        asyncio.run(_admin(f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 @pytest.fixture(scope="module")

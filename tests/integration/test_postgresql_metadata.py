@@ -3,16 +3,12 @@ serves pulls."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from pullthrough.metadata.migrating import head
 from tests.rig.images import FixtureImages
@@ -21,33 +17,10 @@ from tests.rig.server import PullthroughServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json,"
     "application/vnd.docker.distribution.manifest.v2+json"
 )
-
-
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(
-        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
-    name = f"pt_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        asyncio.run(_admin(f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 def test_serve_waits_for_migrate_then_serves_a_pull(

@@ -11,56 +11,21 @@ the database.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
 import secrets
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from tests.rig.lifecycle import Started
 from tests.rig.nginx import Nginx
+from tests.rig.postgres import create_database, drop_database
 from tests.rig.s3server import S3Server
 from tests.rig.server import PullthroughServer, pullthrough_binary
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-_ADMIN_DATABASE = "test"
 S3_PREFIX = "pullthrough"
-
-
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(
-        f"postgresql+asyncpg://postgres@127.0.0.1:5432/{_ADMIN_DATABASE}",
-        isolation_level="AUTOCOMMIT",
-    )
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
-def _run_admin(statement: str) -> None:
-    # A thread of its own: the caller may be a test running in an event loop.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(lambda: asyncio.run(_admin(statement))).result()
-
-
-def create_database() -> str:
-    """A new, empty database on the machine's PostgreSQL; its URL."""
-    name = f"pullthrough_{secrets.token_hex(6)}"
-    _run_admin(f"CREATE DATABASE {name}")
-    return f"{POSTGRES}/{name}"
-
-
-def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    _run_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class Replicas(Started):
