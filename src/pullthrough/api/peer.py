@@ -19,13 +19,11 @@ with no fill running, the stored blob. It lies outside `/v2/`, so no repository 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 
 from aiohttp import web
 
 from pullthrough.access.peer_tokens import PeerTokens
-from pullthrough.access.tokens import load_or_create_key
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.cache.fill.peer import (
     FILLS_PATH,
@@ -84,8 +82,7 @@ def add_peer_routes(app: web.Application, cache_key: web.AppKey[PullThroughCache
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         cache = app[cache_key]
-        token_key = await asyncio.to_thread(load_or_create_key, cache.settings.data_dir.resolve())
-        app[PEER_FILLS_KEY] = PeerFills(cache, PeerTokens(token_key))
+        app[PEER_FILLS_KEY] = PeerFills(cache, cache.peers.tokens)
         yield
 
     async def handler(request: web.Request) -> web.StreamResponse:

@@ -49,6 +49,8 @@ class PullThroughCache:
     stats: StatsRecorder
     # The one lock set: fills, tag refreshes, manifest fetches, and GC deleting a blob.
     locks: Locks
+    # How this replica reaches the others, and signs and checks their requests (api/peer.py).
+    peers: Peers
 
 
 @asynccontextmanager
@@ -106,6 +108,7 @@ async def open_cache(
             pulls=pulls,
             stats=stats,
             locks=locks,
+            peers=peers,
         )
     finally:
         for recorder in (pulls, stats, health):
