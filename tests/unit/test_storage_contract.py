@@ -4,6 +4,7 @@ visible at a key before it is complete, and what is gone is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -429,6 +430,47 @@ async def test_open_blob_storage_chooses_the_driver_the_settings_name(
         assert await remote.size(_key("via settings")) == len(b"stored")
     finally:
         await remote.close()
+
+
+@pytest.mark.s3
+async def test_keys_changed_in_the_secret_store_are_used_from_the_next_recheck(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    """Keys read from the secret store are never kept past a rotation: revoked keys stop being
+    used, and a deleted secret stops the bucket's use."""
+    good = S3Credentials(s3_server.access_key, s3_server.secret_key)
+    current: list[S3Credentials | None] = [good]
+
+    async def lookup() -> S3Credentials:
+        keys = current[0]
+        if keys is None:
+            raise StorageCredentialError("the secret is gone")
+        return keys
+
+    driver = S3Driver(
+        s3_bucket,
+        PREFIX,
+        endpoint=s3_server.endpoint,
+        region=s3_server.region,
+        path_style=True,
+        credentials=lookup,
+        keys_recheck=0.2,
+    )
+    try:
+        await driver.ping()
+        current[0] = S3Credentials(s3_server.access_key, "revoked-secret")
+        await asyncio.sleep(0.3)
+        with pytest.raises(OSError, match="403"):  # the revoked keys are refused
+            await driver.ping()
+        current[0] = good
+        await asyncio.sleep(0.3)
+        await driver.ping()
+        current[0] = None
+        await asyncio.sleep(0.3)
+        with pytest.raises(StorageCredentialError, match="gone"):
+            await driver.ping()
+    finally:
+        await driver.close()
 
 
 def test_storage_keys_come_from_the_aws_environment(tmp_path: Path) -> None:

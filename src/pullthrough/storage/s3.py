@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,10 @@ class S3Credentials:
 
 
 # Looked up when the client is made (at first use), so a server can start before its storage
-# secret is stored.
+# secret is stored; and again at most every KEYS_RECHECK_SECONDS, so that keys rotated (or a
+# secret deleted) in the secret store are used from then on, never the old ones.
 CredentialsLookup = Callable[[], Awaitable[S3Credentials | None]]
+KEYS_RECHECK_SECONDS = 1.0
 
 
 def _error_code(exc: ClientError) -> str:
@@ -82,6 +85,7 @@ class S3Driver:
         part_size: int = PART_SIZE,
         upload_concurrency: int = UPLOAD_CONCURRENCY,
         page_size: int = 1000,
+        keys_recheck: float = KEYS_RECHECK_SECONDS,
     ) -> None:
         if part_size < 5 * MiB:
             raise ValueError("S3 parts (but the last) are at least 5 MiB")
@@ -94,6 +98,9 @@ class S3Driver:
         self.upload_concurrency = upload_concurrency
         self.page_size = page_size
         self._credentials = credentials
+        self._keys_recheck = keys_recheck
+        self._keys: S3Credentials | None = None  # what the current client signs with
+        self._keys_checked_at = -float("inf")
         self._client: S3Client | None = None
         self._client_lock = asyncio.Lock()
         self._exits = contextlib.AsyncExitStack()
@@ -112,21 +119,33 @@ class S3Driver:
         return object_key[len(self.prefix) + 1 :] if self.prefix else object_key
 
     async def client(self) -> S3Client:
-        """The driver's one client, made at first use."""
+        """The driver's client, made at first use, and made again when the keys read from the
+        secret store changed."""
         client = self._client
-        if client is not None:
+        if client is not None and not self._keys_due():
             return client
         async with self._client_lock:
             if self._closed:
                 raise RuntimeError("the S3 driver is closed")
-            client = self._client
-            if client is None:
+            if self._client is None or self._keys_due():
                 keys = self._credentials
                 if callable(keys):
+                    self._keys_checked_at = time.monotonic()
                     keys = await keys()
-                client = await self._exits.enter_async_context(self._create_client(keys))
-                self._client = client
+                if self._client is None or keys != self._keys:
+                    # A client made with the old keys may still serve requests in flight; it
+                    # is closed with the driver.
+                    made = await self._exits.enter_async_context(self._create_client(keys))
+                    self._client, self._keys = made, keys
+            client = self._client
         return client
+
+    def _keys_due(self) -> bool:
+        """Whether the keys come from the secret store and were last read too long ago."""
+        return (
+            callable(self._credentials)
+            and time.monotonic() - self._keys_checked_at >= self._keys_recheck
+        )
 
     def _create_client(self, keys: S3Credentials | None) -> ClientCreatorContext[S3Client]:
         config = AioConfig(
