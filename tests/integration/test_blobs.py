@@ -4,7 +4,11 @@ their client, and repositories that cannot read each other's blobs."""
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -13,7 +17,7 @@ import pytest
 from tests.conftest import MakeProxy, StartPullthrough
 from tests.integration.cache_setup import Cache, sha256, start_cache, wait_for
 from tests.rig.images import FixtureImages
-from tests.rig.pusher import Blob
+from tests.rig.pusher import Blob, RegistryPusher
 from tests.rig.registry import AuthMode, UpstreamRegistry
 from tests.rig.skopeo import skopeo_copy, verified_dir_digests
 
@@ -102,6 +106,77 @@ def test_wrong_bytes_from_upstream_fail_the_pull_and_store_nothing(
     assert fixed.returncode == 0, fixed.stderr
     assert verified_dir_digests(tmp_path / "fixed") == image.all_digests()
     assert sha256(cache.committed(layer.digest).read_bytes()) == layer.digest
+
+
+@dataclass
+class _Reading:
+    """What one client of a blob got: its status, length header, bytes, and how it ended."""
+
+    request_id: str = ""
+    status: int = 0
+    length: int = 0
+    received: bytes = b""
+    cut: bool = False
+
+
+def _read_blob(url: str, reading: _Reading) -> None:
+    reading.request_id = os.urandom(8).hex()  # a streamed answer's headers go before the id's
+    try:
+        with httpx.stream(
+            "GET", url, headers={"X-Request-Id": reading.request_id}, timeout=60
+        ) as response:
+            reading.status = response.status_code
+            reading.length = int(response.headers.get("Content-Length", "0"))
+            data = bytearray()
+            try:
+                for chunk in response.iter_raw(1 << 16):
+                    data.extend(chunk)
+            finally:
+                reading.received = bytes(data)
+    except httpx.HTTPError:
+        reading.cut = True
+
+
+def test_wrong_bytes_cut_every_reader_of_the_growing_fill_in_every_worker(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    counting_proxy: MakeProxy,
+    pullthrough_server: StartPullthrough,
+) -> None:
+    """Readers of a cold blob in the worker that downloads it (sent from memory at the head,
+    by sendfile from the spool file behind it) and in the other worker (sendfile, following the
+    spool file) all lose their connection short of the last byte when the digest turns out
+    wrong; nothing is stored, and upstream was asked once."""
+    upstream = upstreams["anonymous"]
+    cache = start_cache(counting_proxy, pullthrough_server, upstream, settings={"workers": 2})
+    content = os.urandom(8 << 20)
+    blob = Blob.of(content, "application/octet-stream")
+    with RegistryPusher(upstream.url) as pusher:
+        pusher.push_blob("team/wrong-bytes", blob)
+    cache.proxy.corrupt(blob.digest)
+    cache.proxy.throttle(blob.digest, 4 << 20)  # about 2 s: clients come while it grows
+    url = cache.url(f"/v2/up/team/wrong-bytes/blobs/{blob.digest}")
+
+    readings = [_Reading() for _ in range(8)]
+    threads = [threading.Thread(target=_read_blob, args=(url, r)) for r in readings]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.15)  # the later ones join a fill already under way
+    for thread in threads:
+        thread.join(90)
+
+    for reading in readings:
+        assert reading.status == 200
+        assert reading.length == blob.size
+        assert reading.cut
+        assert len(reading.received) < blob.size
+    # Bytes before the corruption are the blob's own: they came from the one download.
+    assert any(len(r.received) > 1 << 20 for r in readings)
+    ids = {r.request_id for r in readings}
+    wait_for(lambda: len(cache.server.served_by(ids)) == len(ids), 10, "the log lines")
+    assert len(set(cache.server.served_by(ids).values())) == 2  # both workers had readers
+    assert cache.upstream_blob_gets() == 1
+    assert not cache.stored_blob(blob.digest).exists()
+    wait_for(lambda: cache.spool_files() == [], 10, "the failed fill's spool file to go")
 
 
 def test_a_client_leaving_halfway_leaves_a_complete_verified_blob(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
 import pytest
 
+from pullthrough.cache.fill import spool
 from pullthrough.cache.fill.lead import LeadFill
+from pullthrough.cache.fill.reading import SpoolSpan
 from pullthrough.cache.fill.state import FillState
 from pullthrough.errors import BlobUnknown, UpstreamInvalid, UpstreamUnavailable
 from pullthrough.metadata.store import MetadataStore
@@ -37,7 +41,7 @@ class FakeBody:
         self._fail_after = fail_after
         self._gate = gate
 
-    async def iter_chunks(self, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
         sent = 0
         for start in range(0, len(self._data), 65536):
             if self._fail_after is not None and sent >= self._fail_after:
@@ -237,3 +241,56 @@ async def test_missing_upstream_blob_fails_before_headers(tmp_path: Path) -> Non
     with pytest.raises(BlobUnknown):
         await fill.wait_started()
     assert not list(tmp_path.iterdir())
+
+
+async def test_a_reader_at_the_head_is_sent_what_is_not_yet_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing to the spool file stalls; a reader still gets every received byte but the last,
+    from memory, and the rest once the file has it and the digest is verified."""
+    writes_may_go = threading.Event()
+    real_write = spool._write
+
+    def stalled_write(fd: int, pieces: list[bytes]) -> int:
+        writes_may_go.wait(10)
+        return real_write(fd, pieces)
+
+    monkeypatch.setattr(spool, "_write", stalled_write)
+    fill, commit = make_fill(tmp_path, FakeClient(CONTENT), Digest.of(CONTENT))
+    fill.start()
+    await fill.wait_started()
+    received = bytearray()
+    kinds: set[type] = set()
+
+    async def reader() -> None:
+        async for piece in fill.spans(0, None):
+            kinds.add(type(piece))
+            if isinstance(piece, SpoolSpan):
+                piece = os.pread(piece.file.fileno(), piece.count, piece.offset)
+            received.extend(piece)
+
+    task = asyncio.create_task(reader())
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if len(received) == len(CONTENT) - 1:
+            break
+    assert len(received) == len(CONTENT) - 1
+    assert fill.written == 0  # nothing is in the file yet: all of it came from memory
+    assert kinds == {bytes}
+    assert bytes(received) == CONTENT[:-1]
+    writes_may_go.set()
+    await task
+    await finished(fill)
+    assert bytes(received) == CONTENT
+    assert commit.calls == [len(CONTENT)]
+
+
+async def test_a_reader_behind_the_head_is_given_spans_of_the_file(tmp_path: Path) -> None:
+    fill, _ = make_fill(tmp_path, FakeClient(CONTENT), Digest.of(CONTENT))
+    fill.start()
+    await finished(fill)
+    data = bytearray()
+    async for piece in fill.spans(5, None):
+        assert isinstance(piece, SpoolSpan)  # a span is read while the reading goes on
+        data.extend(os.pread(piece.file.fileno(), piece.count, piece.offset))
+    assert data == CONTENT[5:]

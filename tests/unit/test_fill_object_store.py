@@ -316,7 +316,7 @@ async def test_a_hit_without_a_local_file_streams_the_range_from_storage(tmp_pat
     assert isinstance(body, BlobStream)
     assert body.content_range == f"bytes 100-199/{len(CONTENT)}"
     assert body.length == 100
-    assert b"".join([c async for c in body.chunks()]) == CONTENT[100:200]
+    assert b"".join([c async for c in body.pieces() if isinstance(c, bytes)]) == CONTENT[100:200]
 
     whole = await blobs.send(stored_answer(), None)
     assert isinstance(whole, BlobStream) and whole.content_range is None

@@ -291,12 +291,11 @@ async def test_blob_streams_whole_then_resumes_from_an_offset(
     client = make_client(session, registry.url)
 
     async with await client.open_blob(REPO, LAYER_DIGEST) as whole:
-        chunks = [chunk async for chunk in whole.iter_chunks(64 * 1024)]
+        chunks = [chunk async for chunk in whole.iter_chunks()]
     async with await client.open_blob(REPO, LAYER_DIGEST, offset=1000) as rest:
         tail = b"".join([chunk async for chunk in rest.iter_chunks()])
 
     assert b"".join(chunks) == LAYER
-    assert max(len(chunk) for chunk in chunks) <= 64 * 1024
     assert (whole.status, whole.offset, whole.total_size) == (200, 0, len(LAYER))
     assert (rest.status, rest.offset, rest.total_size) == (206, 1000, len(LAYER))
     assert tail == LAYER[1000:]

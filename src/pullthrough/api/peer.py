@@ -24,6 +24,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from aiohttp import web
 
 from pullthrough.access.peer_tokens import PeerTokens
+from pullthrough.api.blob_body import send_pieces
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.cache.fill.peer import (
     FILLS_PATH,
@@ -32,10 +33,10 @@ from pullthrough.cache.fill.peer import (
     STATE_HEADER,
     host_fill,
 )
-from pullthrough.cache.fill.reading import read_stored
+from pullthrough.cache.fill.reading import SpoolSpan, read_stored
 from pullthrough.cache.fill.state import FillState
 from pullthrough.cache.service import PullThroughCache
-from pullthrough.errors import BlobUnknown, RangeNotSatisfiable, RegistryError, RequestInvalid
+from pullthrough.errors import BlobUnknown, RangeNotSatisfiable, RequestInvalid
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.layout import DataLayout, blob_key
 
@@ -65,8 +66,8 @@ class PeerFills:
         )
         if fill is not None:
             await fill.wait_started()
-            chunks = fill.read(offset, None)
-            return await _send(request, digest, offset, fill.size, fill.state, chunks)
+            pieces = fill.spans(offset, None)
+            return await _send(request, digest, offset, fill.size, fill.state, pieces)
         stored = await cache.driver.stat(key)
         if stored is None:
             raise BlobUnknown(f"this replica has no fill and no stored copy of {digest}")
@@ -104,9 +105,9 @@ async def _send(
     offset: int,
     size: int | None,
     state: FillState,
-    chunks: AsyncIterable[bytes],
+    pieces: AsyncIterable[bytes | SpoolSpan],
 ) -> web.StreamResponse:
-    """Stream `chunks` (bytes from `offset` on); cut the connection if they fail."""
+    """Stream `pieces` (the blob from `offset` on); cut the connection if they fail."""
     if size is not None and offset > size:
         raise RangeNotSatisfiable(f"offset {offset} lies past the end of {digest} ({size} bytes)")
     headers = {
@@ -121,14 +122,6 @@ async def _send(
         response.headers[SIZE_HEADER] = str(size)
         response.content_length = size - offset
     await response.prepare(request)
-    try:
-        async for chunk in chunks:
-            await response.write(chunk)
-    except (RegistryError, OSError):
-        # The headers are gone: a cut connection is the only signal left, and the last byte
-        # was held back, so the peer never has the whole of a wrong blob.
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
+    # The last byte is held back until verified: a peer never has the whole of a wrong blob.
+    await send_pieces(request, response, pieces)
     return response

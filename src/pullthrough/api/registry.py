@@ -13,6 +13,7 @@ from aiohttp import web
 from pullthrough.access.import_check import ImportCheck, import_anything
 from pullthrough.access.registry_policy.document import Principal
 from pullthrough.api.access import AccessControl, scope_for
+from pullthrough.api.blob_body import send_pieces
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.api.ranges import parse_range
 from pullthrough.cache.blobs import BlobFile, BlobRedirect, BlobStream
@@ -22,7 +23,6 @@ from pullthrough.errors import (
     EndpointUnknown,
     NameInvalid,
     PaginationNumberInvalid,
-    RegistryError,
     RequestInvalid,
     Unsupported,
 )
@@ -222,7 +222,8 @@ def _redirect(redirect: BlobRedirect, headers: dict[str, str]) -> web.Response:
 async def _stream(
     request: web.Request, stream: BlobStream, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """Send a growing blob's bytes as they arrive."""
+    """Send a growing blob's bytes as they arrive; a failing fill cuts the connection short of
+    the last byte, so the client never has the whole wrong blob."""
     status = 200
     if stream.content_range is not None:
         status = 206
@@ -231,14 +232,5 @@ async def _stream(
     if stream.length is not None:
         response.content_length = stream.length
     await response.prepare(request)
-    try:
-        async for chunk in stream.chunks():
-            await response.write(chunk)
-    except RegistryError:
-        # The headers are sent already: a cut connection is the only honest signal left,
-        # and the held-back last byte means the client never has the whole wrong blob.
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
+    await send_pieces(request, response, stream.pieces())
     return response

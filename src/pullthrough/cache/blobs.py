@@ -31,7 +31,7 @@ from pullthrough.cache.byte_range import ByteRange
 from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.lead import LeadFill
 from pullthrough.cache.fill.peer import PeerFill, PeerHasNoFill
-from pullthrough.cache.fill.reading import Fill, read_stored
+from pullthrough.cache.fill.reading import Fill, SpoolSpan, read_stored
 from pullthrough.cache.fill.state import FillState, record_path
 from pullthrough.cache.routing import Route
 from pullthrough.cache.singleflight import SingleFlight
@@ -106,15 +106,15 @@ class BlobRedirect:
 class BlobStream:
     """Send bytes [start, end) of the blob as they arrive; `end` None means to the end.
 
-    The bytes come from a fill as it grows (a miss), or from the stored object through the
-    driver (a hit without a local file). A range of the blob is sent as partial content with
-    `content_range`; `counted` is called with the bytes sent when the stream ends, or when it
-    fails under them.
+    The bytes come from a fill as it grows (a miss), as spans of its spool file to send with
+    `sendfile`, or from the stored object through the driver (a hit without a local file), as
+    bytes. A range of the blob is sent as partial content with `content_range`; `counted` is
+    called with the bytes sent when the stream ends, or when it fails under them.
     """
 
     def __init__(
         self,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | SpoolSpan],
         start: int,
         end: int | None,
         content_range: str | None,
@@ -130,14 +130,15 @@ class BlobStream:
     def length(self) -> int | None:
         return None if self.end is None else self.end - self.start
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The bytes; a RegistryError once the source fails (for a fill, short of the last
-        byte, so the client never has the whole of a wrong blob)."""
+    async def pieces(self) -> AsyncIterator[bytes | SpoolSpan]:
+        """The bytes, or spans of a spool file, in order; a RegistryError once the source fails
+        (for a fill, short of the last byte, so the client never has the whole of a wrong blob).
+        A piece is counted as sent once the next is asked for."""
         sent = 0
         try:
-            async for chunk in self._chunks:
-                yield chunk
-                sent += len(chunk)
+            async for piece in self._chunks:
+                yield piece
+                sent += len(piece) if isinstance(piece, bytes) else piece.count
         except RegistryError:
             self._counted(sent)
             raise
@@ -262,7 +263,7 @@ class BlobCache:
             first, last = wanted.resolve(source.size)
             content_range = f"bytes {first}-{last - 1}/{source.size}"
         return BlobStream(
-            source.read(first, last),
+            source.spans(first, last),
             first,
             last,
             content_range,

@@ -45,6 +45,10 @@ from pullthrough.upstream.throttle import Throttle
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
+# How much of a response body may wait unread before the connection stops reading (aiohttp
+# pauses at twice this). aiohttp's 64 KiB default pauses a fast blob download many times a
+# second; this is enough to keep it streaming while the spool writer catches up.
+READ_BUFFER_BYTES = 1 << 20
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 T = TypeVar("T")
@@ -191,6 +195,7 @@ class UpstreamTransport:
                 timeout=budget,
                 # Digests are over the bytes as stored; never let a Content-Encoding alter them.
                 auto_decompress=False,
+                read_bufsize=READ_BUFFER_BYTES,
             )
             try:
                 await self.throttle.observe(response.status, response.headers)

@@ -20,10 +20,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
-from pullthrough.cache.fill.reading import READ_CHUNK, Fill
+from pullthrough.cache.fill.reading import Fill
 from pullthrough.cache.fill.spool import SpoolWriter
 from pullthrough.cache.fill.state import FillRecord, FillState, forget_record
 from pullthrough.errors import (
@@ -116,6 +117,7 @@ class LeadFill(Fill):
     async def _run(self) -> None:
         fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         hasher = self.digest.hasher()
+        began = time.monotonic()
         try:
             self._upload = self.driver.upload(self.storage_key)
             if self._upload is not None:
@@ -129,6 +131,7 @@ class LeadFill(Fill):
             # durable commit (fsync, rename or upload, record) goes on.
             self.state = FillState.VERIFIED
             self._notify()
+            _log_rate(self.digest, self._client.name, self.written, time.monotonic() - began)
             await asyncio.to_thread(self._publish)
             if self._upload is None:
                 await asyncio.to_thread(os.fsync, fd)
@@ -224,11 +227,12 @@ class LeadFill(Fill):
         log.warning("fill of %s through %s failed: %s", self.digest, self.repository, error.message)
 
     async def _download(self, fd: int, hasher: hashlib._Hash) -> None:
-        spool = SpoolWriter(fd, hasher, self._written)
+        spool = self._spool = SpoolWriter(fd, hasher, self._written)
         try:
             await self._receive(spool)
             await spool.flush()
         finally:
+            self._spool = None
             await spool.close()
 
     def _written(self, count: int) -> None:
@@ -250,7 +254,7 @@ class LeadFill(Fill):
                     await asyncio.to_thread(self._publish)
                 self._started.set()
                 self._notify()
-                async for chunk in blob.iter_chunks(READ_CHUNK):
+                async for chunk in blob.iter_chunks():
                     if skip > 0:
                         dropped = min(skip, len(chunk))
                         chunk, skip = chunk[dropped:], skip - dropped
@@ -263,6 +267,7 @@ class LeadFill(Fill):
                             f"it announced for {self.digest}"
                         )
                     await spool.write(chunk)
+                    self._notify()
                 return
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
                 resumes += 1
@@ -286,3 +291,16 @@ class LeadFill(Fill):
 
     def _available(self, fd: int) -> int:
         return self.written
+
+
+def _log_rate(digest: Digest, upstream: str, size: int, seconds: float) -> None:
+    rate = size / seconds / 1e6 if seconds > 0 else 0.0
+    log.info(
+        "filled %s from %s: %d bytes in %.2fs (%.0f MB/s)",
+        digest,
+        upstream,
+        size,
+        seconds,
+        rate,
+        extra={"digest": str(digest), "upstream": upstream, "bytes": size, "seconds": seconds},
+    )

@@ -53,7 +53,7 @@ import aiohttp
 
 from pullthrough.access.peer_tokens import PeerTokens
 from pullthrough.cache.fill.follow import FollowFill
-from pullthrough.cache.fill.reading import READ_CHUNK, Fill
+from pullthrough.cache.fill.reading import Fill
 from pullthrough.cache.fill.spool import SpoolWriter
 from pullthrough.cache.fill.state import FillRecord, FillState, forget_record, record_path
 from pullthrough.errors import (
@@ -245,11 +245,12 @@ class PeerFill(Fill):
         self._notify()
 
     async def _download(self, fd: int, hasher: hashlib._Hash) -> None:
-        spool = SpoolWriter(fd, hasher, self._written)
+        spool = self._spool = SpoolWriter(fd, hasher, self._written)
         try:
             await self._receive(spool)
             await spool.flush()
         finally:
+            self._spool = None
             await spool.close()
 
     async def _receive(self, spool: SpoolWriter) -> None:
@@ -265,6 +266,7 @@ class PeerFill(Fill):
                             f"announced for {self.digest}"
                         )
                     await spool.write(chunk)
+                    self._notify()
                 return
             except _StreamBroke as broke:
                 resumes += 1
@@ -312,7 +314,7 @@ class PeerFill(Fill):
                     await asyncio.to_thread(self._publish)
                 self._started.set()
                 self._notify()
-                async for chunk in response.content.iter_chunked(READ_CHUNK):
+                async for chunk, _ in response.content.iter_chunks():
                     yield chunk
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             # Timeouts too: aiohttp's connect and read timeouts are connection errors.

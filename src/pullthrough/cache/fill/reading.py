@@ -6,23 +6,40 @@ complete wrong blob: on a mismatch every reader's stream fails short of the end.
 
 A reader that comes after the commit, once the spool file is gone, reads the stored blob: the
 committed local file when the driver keeps one, else the object through the driver.
+
+`spans` gives the bytes as spans of the open spool file, for a sender that hands them to the
+kernel (`sendfile`) without a pass through Python; `read` gives them as bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from pullthrough.cache.fill.spool import SpoolWriter
 from pullthrough.cache.fill.state import FillState
 from pullthrough.errors import RegistryError, UpstreamUnavailable
 from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 
 READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSpan:
+    """Bytes [offset, offset + count) of a fill's open spool file, written and safe to send:
+    never the blob's last byte before its digest is verified. Valid until the reader that gave
+    it goes on (the file is closed when the reading ends)."""
+
+    file: io.FileIO
+    offset: int
+    count: int
 
 
 class Fill(ABC):
@@ -37,6 +54,9 @@ class Fill(ABC):
     committed_path: Path | None
     driver: BlobDriver
     storage_key: str
+    # The writer of the download this process runs (None when it follows another's): a reader
+    # at the head sends what it received before it is in the file.
+    _spool: SpoolWriter | None = None
 
     @abstractmethod
     async def wait_started(self) -> None:
@@ -65,8 +85,9 @@ class Fill(ABC):
     def _stored_elsewhere(self) -> bool:
         return self.state is FillState.COMMITTED and self.committed_path is None
 
-    async def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
-        """Bytes [start, end) of the blob as they arrive; end None means to the end."""
+    async def spans(self, start: int, end: int | None) -> AsyncGenerator[SpoolSpan | bytes]:
+        """Bytes [start, end) of the blob as they arrive, end None meaning to the end: spans of
+        the spool file while there is one, else the stored object's bytes."""
         if not self._stored_elsewhere():
             try:
                 fd = await asyncio.to_thread(
@@ -79,40 +100,68 @@ class Fill(ABC):
                         raise self.error from None
                     raise UpstreamUnavailable(f"the fill of {self.digest} is gone") from None
             else:
-                async with contextlib.aclosing(self._read_spool(fd, start, end)) as chunks:
-                    async for chunk in chunks:
-                        yield chunk
+                with io.FileIO(fd, "rb") as file:
+                    async with contextlib.aclosing(self._spool_spans(file, start, end)) as spans:
+                        async for span in spans:
+                            yield span
                 return
         async for chunk in read_stored(self.driver, self.storage_key, start, end):
             yield chunk
 
-    async def _read_spool(self, fd: int, start: int, end: int | None) -> AsyncGenerator[bytes]:
-        try:
-            position = start
-            while end is None or position < end:
-                state = self.state
-                complete = state.bytes_verified
-                if state is FillState.FAILED:
-                    assert self.error is not None
-                    raise self.error
-                written = self._available(fd)
-                # Hold back the final byte until the digest is verified.
-                available = written if complete else written - 1
-                limit = available if end is None else min(available, end)
-                if position < limit:
-                    chunk = await asyncio.to_thread(
-                        os.pread, fd, min(READ_CHUNK, limit - position), position
-                    )
+    async def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the blob as they arrive, as bytes."""
+        async with contextlib.aclosing(self.spans(start, end)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, bytes):
+                    yield piece
+                    continue
+                async for chunk in span_bytes(piece):
                     if not chunk:
                         raise UpstreamUnavailable(f"fill of {self.digest} lost bytes it wrote")
-                    position += len(chunk)
                     yield chunk
-                elif complete:
-                    return
-                else:
-                    await self._wait_change()
-        finally:
-            os.close(fd)
+
+    async def _spool_spans(
+        self, file: io.FileIO, start: int, end: int | None
+    ) -> AsyncGenerator[SpoolSpan | bytes]:
+        position = start
+        while end is None or position < end:
+            state = self.state
+            complete = state.bytes_verified
+            if state is FillState.FAILED:
+                assert self.error is not None
+                raise self.error
+            written = self._available(file.fileno())
+            spool = self._spool
+            received = written if spool is None else max(written, spool.received)
+            # Hold back the final byte until the digest is verified.
+            available = received if complete else received - 1
+            limit = available if end is None else min(available, end)
+            if position < min(limit, written):
+                yield SpoolSpan(file, position, min(limit, written) - position)
+                position = min(limit, written)
+            elif position < limit:
+                assert spool is not None
+                for piece in spool.unwritten(position, limit):
+                    yield piece
+                    position += len(piece)
+            elif complete:
+                return
+            else:
+                await self._wait_change()
+
+
+async def span_bytes(span: SpoolSpan) -> AsyncIterator[bytes]:
+    """A span's bytes in pieces of at most READ_CHUNK, read off the event loop; an empty piece
+    when the file holds fewer bytes than the span says."""
+    position, end = span.offset, span.offset + span.count
+    while position < end:
+        chunk = await asyncio.to_thread(
+            os.pread, span.file.fileno(), min(READ_CHUNK, end - position), position
+        )
+        yield chunk
+        if not chunk:
+            return
+        position += len(chunk)
 
 
 def _open_for_reading(spool: Path, committed: Path | None) -> int:
