@@ -203,6 +203,8 @@ class BlobCache:
         self._host_locks = FileLocks(spool_dir)
         self._fills: dict[str, LeadFill] = {}
         self._peer_fills: dict[str, PeerFill] = {}
+        # Fills of other workers this worker follows: later requests join the same follower.
+        self._follows: dict[str, FollowFill] = {}
         self._flights: SingleFlight[Fill | StoredBlob] = SingleFlight()
         self._warned_no_redirect = False
 
@@ -221,7 +223,9 @@ class BlobCache:
             log.warning("blob %s is recorded but its file is missing; fetching it again", key)
             await self._metadata.blobs.forget([key])
         may_import(f"{route.repository}@{digest}")
-        source: Fill | StoredBlob | None = self._fills.get(key) or self._peer_fills.get(key)
+        source: Fill | StoredBlob | None = (
+            self._fills.get(key) or self._peer_fills.get(key) or self._following(key)
+        )
         if source is None:
             source = await self._flights.run(key, lambda: self._lead_or_follow(route, digest))
         elif isinstance(source, Fill):
@@ -304,6 +308,13 @@ class BlobCache:
         size, _ = await self._metadata.blobs.for_repository(route.repository, str(digest))
         return await self._stored(digest, size) if size is not None else None
 
+    def _following(self, key: str) -> FollowFill | None:
+        """The follower of another worker's fill of `key` this worker has, while it runs."""
+        for digest, follower in tuple(self._follows.items()):
+            if not follower.following:
+                del self._follows[digest]
+        return self._follows.get(key)
+
     async def _follow(
         self, digest: Digest, lock: ExclusiveLock, record: Path, final_path: Path | None
     ) -> FollowFill | None:
@@ -320,6 +331,8 @@ class BlobCache:
         if not await follower.attach():
             return None
         await follower.wait_started()
+        if follower.following:
+            self._follows[str(digest)] = follower
         return follower
 
     async def _stored(self, digest: Digest, size: int) -> StoredBlob | None:

@@ -5,6 +5,10 @@ The other worker holds the blob's fill lock, writes the spool file, and publishe
 record, the committed blob, or — if the other worker died — the lock coming free. When storage
 keeps no local files (object storage), the committed blob is asked of the driver, and only once
 the lock is free: the record says how the fill ended until then.
+
+Any number of readers may read one follower: they share its look at the record and the file
+(one every POLL_SECONDS, however many wait), so a blob many clients pull at once costs this
+process no more than one client does.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class FollowFill(Fill):
         self._record_path = record_path
         self._deadline = time.monotonic() + deadline
         self._last_liveness_check = time.monotonic()
+        # The look every waiting reader waits for; a new one starts once it is done.
+        self._look: asyncio.Task[None] | None = None
 
     async def attach(self) -> bool:
         """Wait for the other worker's record; False when there is no fill to follow."""
@@ -127,7 +133,18 @@ class FollowFill(Fill):
     def _available(self, fd: int) -> int:
         return os.fstat(fd).st_size
 
+    @property
+    def following(self) -> bool:
+        """Still worth joining: the bytes may all come (running, or verified)."""
+        return self.state in (FillState.RUNNING, FillState.VERIFIED)
+
     async def _wait_change(self) -> None:
+        if self._look is None or self._look.done():
+            self._look = asyncio.get_running_loop().create_task(self._look_again())
+        await asyncio.shield(self._look)
+
+    async def _look_again(self) -> None:
+        """Wait a poll interval, then read where the fill stands."""
         await asyncio.sleep(POLL_SECONDS)
         record = FillRecord.read(self._record_path)
         if record is not None and record.spool == self.spool_path.name:
