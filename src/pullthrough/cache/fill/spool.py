@@ -25,7 +25,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 
-FLUSH_BYTES = 4 << 20
+FLUSH_BYTES = 2 << 20
 QUEUE_DEPTH = 4
 # At most this many pieces per writev call (the system's IOV_MAX is 1024).
 _WRITEV_PIECES = 512
