@@ -130,6 +130,8 @@ class RuleConfig(BaseModel):
     upstream_namespace: str | None = None
     # Docker Hub keeps official images under library/: `nginx` there means `library/nginx`.
     implicit_namespace: str | None = None
+    # Start fetching an image's config and layers as soon as its manifest is fetched upstream.
+    eager_fill: bool = True
 
     @field_validator("prefix")
     @classmethod

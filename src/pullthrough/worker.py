@@ -24,7 +24,7 @@ from pullthrough.cache.blobs import BlobCache
 from pullthrough.cache.fill.lead import LeadFill
 from pullthrough.cache.fill.state import FillState
 from pullthrough.config import RuleConfig, Settings
-from pullthrough.telemetry.logs import configure_logging, stop_logging
+from pullthrough.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +189,12 @@ def _bind(settings: Settings) -> socket.socket:
 
 
 def run_worker(settings: Settings, link: StartLink) -> None:
-    configure_logging(settings.log_level)  # this process's own log thread (after a fork too)
-    try:
-        asyncio.run(_serve_until_stopped(settings, link))
-    finally:
-        # A worker process ends without running atexit: write the lines still queued now.
-        stop_logging()
+    configure_logging(settings.log_level)
+    asyncio.run(_serve_until_stopped(settings, link))
 
 
 def run_supervised_worker(settings: Settings, pipe: Connection) -> None:
-    """The target of a worker process the supervisor starts (forked from it)."""
-    # The supervisor's own signal handlers came along with the fork: a worker's are its loop's
-    # (set once it runs), and until then a signal ends it.
-    stops = {signal.SIGTERM, signal.SIGINT}  # blocked by the supervisor while it forked
-    for signum in stops:
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    """The target of a worker process the supervisor starts."""
     run_worker(settings, SupervisedWorker(pipe))
 
 
@@ -237,7 +227,9 @@ async def _serve_until_stopped(settings: Settings, link: StartLink) -> None:
         await site.stop()  # no new connections
         assert runner.server is not None
         runner.server.pre_shutdown()  # no new requests on kept-alive ones
-        report = await drain(serving, runner.app[CACHE_KEY].blobs, DRAIN_SECONDS)
+        cache = runner.app[CACHE_KEY]
+        cache.eager.stop()  # blobs no client asked for yet do not hold the drain up
+        report = await drain(serving, cache.blobs, DRAIN_SECONDS)
         report.log(loop.time() - started)
     finally:
         await runner.cleanup()

@@ -76,6 +76,9 @@ def cache(
         pullthrough_server,
         upstreams["anonymous"],
         settings={"auth": {"enabled": True}, "log_level": "debug"},
+        # A manifest pulled alone leaves its blobs uncached, as refusals to principals that may
+        # not import need (tests/integration/test_eager_fill.py has eager fill with access).
+        eager_fill=False,
     )
     cache.server.command(
         "users", "add", "alice", "--org", "acme", "--group", "dev", stdin=PASSWORDS["alice"]

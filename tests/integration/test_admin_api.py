@@ -60,7 +60,8 @@ def cache(
     counting_proxy: MakeProxy,
     pullthrough_server: StartPullthrough,
 ) -> Cache:
-    return start_cache(counting_proxy, pullthrough_server, upstreams["anonymous"])
+    # A cold pull's blobs are misses as the client reads them: no eager fill ahead of it.
+    return start_cache(counting_proxy, pullthrough_server, upstreams["anonymous"], eager_fill=False)
 
 
 # -- rules ------------------------------------------------------------------------------------

@@ -39,8 +39,13 @@ def test_kill_during_fills_loses_nothing_committed_and_exposes_nothing_partial(
     counting_proxy: MakeProxy,
     pullthrough_server: StartPullthrough,
 ) -> None:
+    # Only the blobs the clients ask for are filled: no eager fill of the rest.
     cache = start_cache(
-        counting_proxy, pullthrough_server, upstreams["anonymous"], settings={"workers": 2}
+        counting_proxy,
+        pullthrough_server,
+        upstreams["anonymous"],
+        settings={"workers": 2},
+        eager_fill=False,
     )
     image = fixture_images.many_layers
     layers = sorted(image.blobs[1:], key=lambda b: b.digest)  # the 24 layers

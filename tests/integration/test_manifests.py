@@ -42,8 +42,14 @@ def cache(
     counting_proxy: MakeProxy,
     pullthrough_server: StartPullthrough,
 ) -> Cache:
+    # Upstream requests are counted per manifest: no eager fill of the blobs.
     return start_cache(
-        counting_proxy, pullthrough_server, upstream, tag_ttl="1s", negative_ttl="30s"
+        counting_proxy,
+        pullthrough_server,
+        upstream,
+        tag_ttl="1s",
+        negative_ttl="30s",
+        eager_fill=False,
     )
 
 

@@ -47,7 +47,10 @@ def test_prefetch_fills_the_cache_so_a_copy_costs_no_upstream_blob_request(
     pullthrough_server: StartPullthrough,
     tmp_path: Path,
 ) -> None:
-    cache = start_cache(counting_proxy, pullthrough_server, upstreams["anonymous"])
+    # Each blob is reported as prefetch fetched it: no eager fill ahead of it.
+    cache = start_cache(
+        counting_proxy, pullthrough_server, upstreams["anonymous"], eager_fill=False
+    )
     images = warmed_images(fixture_images)
     # The three ways to write an image: through the cache with its host, the cache name alone,
     # and as upstream names it (the rule's upstream is the counting proxy).

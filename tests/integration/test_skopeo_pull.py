@@ -94,7 +94,10 @@ def test_prefix_ns_and_default_reach_one_cached_repository(
     counting_proxy: MakeProxy,
     pullthrough_server: StartPullthrough,
 ) -> None:
-    cache = start_cache(counting_proxy, pullthrough_server, upstreams["anonymous"])
+    # Manifests alone: no eager fill of their blobs.
+    cache = start_cache(
+        counting_proxy, pullthrough_server, upstreams["anonymous"], eager_fill=False
+    )
     busybox = fixture_images.busybox
     first = skopeo_inspect_raw(cache.ref("library/busybox:latest"))
     assert first == busybox.manifest

@@ -334,7 +334,9 @@ def test_rate_limit_headers_show_in_status_and_warn_when_low(
     pullthrough_server: StartPullthrough,
     tmp_path: Path,
 ) -> None:
-    cache = start_cache(counting_proxy, pullthrough_server, upstream)
+    # The manifests pulled alone keep their blobs uncached (no eager fill): only the copied
+    # image's blobs are stored.
+    cache = start_cache(counting_proxy, pullthrough_server, upstream, eager_fill=False)
     cache.proxy.extra_headers(
         r"/manifests/",
         {

@@ -160,7 +160,8 @@ def test_an_empty_server_gets_everything() -> None:
         f'      credential: "{SECRET}"\n'
         "      tag_ttl: 300\n"
         "      max_stale: 604800\n"
-        "      negative_ttl: 30\n\n"
+        "      negative_ttl: 30\n"
+        "      eager_fill: true\n\n"
     ) in text
     assert "      lifecycle_policy.rules[0].selection.countNumber: 7\n" in text
     assert '      scan_type: "BASIC" -> "BASIC"' not in text  # only what changes

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pullthrough.access.import_check import ImportCheck, import_anything
+from pullthrough.cache.eager import EagerFill
 from pullthrough.cache.memo import ManifestMemo
 from pullthrough.cache.negative import NegativeCache
 from pullthrough.cache.pulls import PullRecorder
@@ -62,8 +63,11 @@ class ManifestCache:
         locks: Locks,
         pulls: PullRecorder,
         stats: StatsRecorder,
+        eager: EagerFill | None = None,
     ) -> None:
         self._metadata = metadata
+        # Starts the blobs of an image manifest fetched for a client (cache/eager.py).
+        self._eager = eager
         # Worker processes coalesce upstream requests through these locks.
         self._locks = locks
         self._pulls = pulls
@@ -84,9 +88,12 @@ class ManifestCache:
         with_body: bool,
     ) -> ManifestAnswer:
         """A client's pull of a manifest: `get` it, refuse an image whose blobs a principal that
-        may not import could not fetch, and count the pull (and, `with_body`, its bytes)."""
+        may not import could not fetch, start the blobs of an image just fetched from upstream
+        filling (eager fill), and count the pull (and, `with_body`, its bytes)."""
         answer = await self.get(route, reference, accepted, may_import)
         await self._check_image(route, answer.manifest, may_import)
+        if answer.cache == "miss" and self._eager is not None:
+            self._eager.start(route, answer.manifest, may_import)
         await self.served(route, answer, with_body=with_body)
         return answer
 

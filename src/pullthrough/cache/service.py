@@ -14,6 +14,7 @@ from pullthrough.access.peer_tokens import PeerTokens
 from pullthrough.access.secrets import SecretStore, secret_store
 from pullthrough.access.tokens import load_or_create_key
 from pullthrough.cache.blobs import BlobCache, Peers
+from pullthrough.cache.eager import EagerFill, EagerLimits
 from pullthrough.cache.health import HealthRecorder
 from pullthrough.cache.listings import Listings
 from pullthrough.cache.manifests import ManifestCache
@@ -51,6 +52,8 @@ class PullThroughCache:
     locks: Locks
     # How this replica reaches the others, and signs and checks their requests (api/peer.py).
     peers: Peers
+    # Image blobs filled as soon as their manifest is fetched; stopped when the worker drains.
+    eager: EagerFill
 
 
 @asynccontextmanager
@@ -66,6 +69,7 @@ async def open_cache(
         connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
     )
     blobs: BlobCache | None = None
+    eager: EagerFill | None = None
     upstreams: Upstreams | None = None
     # Lease rows every replica sees on PostgreSQL, flocks in tmp/ on SQLite (metadata/opening.py).
     locks = open_locks(settings, metadata)
@@ -79,7 +83,6 @@ async def open_cache(
         upstreams = Upstreams(
             session, settings, credentials or EnvCredentialSource(), metadata, health, secrets
         )
-        manifests = ManifestCache(metadata, upstreams, locks, pulls, stats)
         # A fill another replica leads is streamed from it, signed with the shared token key.
         token_key = await asyncio.to_thread(load_or_create_key, layout.root)
         peers = Peers(settings.advertised_url, session, PeerTokens(token_key))
@@ -93,6 +96,8 @@ async def open_cache(
             stats,
             peers,
         )
+        eager = EagerFill(blobs, metadata, locks, EagerLimits(max_size=settings.lifecycle.max_size))
+        manifests = ManifestCache(metadata, upstreams, locks, pulls, stats, eager)
         for recorder in (pulls, stats, health):
             recorder.start()
         yield PullThroughCache(
@@ -109,8 +114,11 @@ async def open_cache(
             stats=stats,
             locks=locks,
             peers=peers,
+            eager=eager,
         )
     finally:
+        if eager is not None:
+            await eager.close()
         for recorder in (pulls, stats, health):
             await recorder.close()
         if blobs is not None:

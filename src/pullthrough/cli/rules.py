@@ -70,6 +70,14 @@ UpstreamNamespaceOption = Annotated[
 ImplicitNamespaceOption = Annotated[
     str | None, typer.Option(help="Where one-segment names live upstream (Docker Hub: library).")
 ]
+EagerFillOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--eager-fill/--no-eager-fill",
+        help="Fetch an image's layers as soon as its manifest is fetched (on by default).",
+        show_default=False,
+    ),
+]
 
 # RuleInput's fields; a Rule from the API carries these plus read-only ones.
 RULE_INPUT_FIELDS = (
@@ -83,6 +91,7 @@ RULE_INPUT_FIELDS = (
     "negative_ttl",
     "upstream_namespace",
     "implicit_namespace",
+    "eager_fill",
 )
 
 
@@ -97,6 +106,7 @@ def _changes(
     negative_ttl: str | None,
     upstream_namespace: str | None,
     implicit_namespace: str | None,
+    eager_fill: bool | None = None,
 ) -> dict[str, Any]:
     """The fields given on the command line; `''` becomes None, meaning "back to the default"."""
     given: dict[str, Any] = {}
@@ -109,6 +119,7 @@ def _changes(
         ("negative_ttl", negative_ttl),
         ("upstream_namespace", upstream_namespace),
         ("implicit_namespace", implicit_namespace),
+        ("eager_fill", eager_fill),
     ):
         if value is not None:
             given[name] = None if value == "" else value
@@ -182,6 +193,7 @@ def rules_create(
     negative_ttl: NegativeTtlOption = None,
     upstream_namespace: UpstreamNamespaceOption = None,
     implicit_namespace: ImplicitNamespaceOption = None,
+    eager_fill: EagerFillOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
     output: OutputOption = Output.table,
@@ -201,6 +213,7 @@ def rules_create(
             negative_ttl=negative_ttl,
             upstream_namespace=upstream_namespace,
             implicit_namespace=implicit_namespace,
+            eager_fill=eager_fill,
         ),
     )
     with admin_session(ctx, server, token) as client:
@@ -221,6 +234,7 @@ def rules_update(
     negative_ttl: NegativeTtlOption = None,
     upstream_namespace: UpstreamNamespaceOption = None,
     implicit_namespace: ImplicitNamespaceOption = None,
+    eager_fill: EagerFillOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
     output: OutputOption = Output.table,
@@ -236,6 +250,7 @@ def rules_update(
         negative_ttl=negative_ttl,
         upstream_namespace=upstream_namespace,
         implicit_namespace=implicit_namespace,
+        eager_fill=eager_fill,
     )
     if not changes:
         fail("give at least one field to change, e.g. --tag-ttl 10m", EXIT_USAGE)
@@ -314,6 +329,7 @@ def _show(rule: dict[str, Any], output: Output) -> None:
             ("negative ttl", render.duration(rule.get("negative_ttl"))),
             ("upstream namespace", render.cell(rule.get("upstream_namespace"))),
             ("implicit namespace", render.cell(rule.get("implicit_namespace"))),
+            ("eager fill", render.cell(bool(rule.get("eager_fill", True)))),
             ("pull as", render.cell(f"{rule.get('cache_prefix_url', rule['prefix'])}/<image>")),
             ("created", render.cell(rule.get("created_at"))),
             ("updated", render.cell(rule.get("updated_at"))),

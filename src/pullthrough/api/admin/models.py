@@ -89,6 +89,12 @@ class RuleUpdate(Input):
     negative_ttl: DurationInput = Field(default=_rule_default("negative_ttl"))
     upstream_namespace: RepositoryName | None = None
     implicit_namespace: RepositoryName | None = None
+    eager_fill: bool = Field(
+        default=_rule_default("eager_fill"),
+        description="Start fetching an image's config and layers as soon as a client's pull "
+        "fetches its manifest from upstream (only the platform the client resolved; never for "
+        "a principal without registry:ImportUpstream).",
+    )
 
 
 class RuleInput(RuleUpdate):
@@ -108,6 +114,7 @@ class Rule(Output):
     negative_ttl: float = Field(description="Seconds.")
     upstream_namespace: str | None
     implicit_namespace: str | None
+    eager_fill: bool
     cache_prefix_url: str = Field(
         description="Where images come through this rule: `<server host:port>/<prefix>`."
     )

@@ -38,6 +38,7 @@ def render(stored: StoredRule, host: str) -> Rule:
         negative_ttl=rule.negative_ttl,
         upstream_namespace=rule.upstream_namespace,
         implicit_namespace=rule.implicit_namespace,
+        eager_fill=rule.eager_fill,
         cache_prefix_url=f"{host}/{rule.prefix}",
         created_at=iso_time(stored.created_at),
         updated_at=iso_time(stored.updated_at),
