@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -28,7 +29,7 @@ from pullthrough.metadata.opening import describe_database, metadata_for
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.storage.layout import DataLayout, blob_key
 from pullthrough.storage.opening import open_blob_storage
-from pullthrough.telemetry.logs import configure_logging
+from pullthrough.telemetry.logs import configure_logging, writer_paused
 from pullthrough.worker import (
     CLOSE_SECONDS,
     DRAIN_SECONDS,
@@ -155,7 +156,10 @@ class _Supervisor:
     def __init__(self, settings: Settings, rules: tuple[RuleConfig, ...]) -> None:
         self._settings = settings
         self._rules = rules
-        self._context = multiprocessing.get_context("spawn")
+        # Forked, not spawned: a worker starts with the serving code this process has already
+        # imported, in pages the workers share with it and with each other (copy-on-write)
+        # instead of importing a copy of their own.
+        self._context = multiprocessing.get_context("fork")
         self._workers: list[_Worker] = []
         self._serving = False
         self._stop_signal: int | None = None
@@ -163,6 +167,10 @@ class _Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        # Everything alive now (the imported modules, most of all) is left out of the garbage
+        # collector's passes: a pass writes to each object it visits, which would copy into each
+        # worker the pages it shares with this process.
+        gc.freeze()
         self._workers = [self._start() for _ in range(self._settings.workers)]
         failed = False
         while self._stop_signal is None and not failed:
@@ -186,7 +194,13 @@ class _Supervisor:
         process = self._context.Process(
             target=run_supervised_worker, args=(self._settings, theirs), daemon=False
         )
-        process.start()
+        # No signal handler of ours runs in the child before it resets them (worker.py).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            with writer_paused():
+                process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
         return _Worker(process, ours)
 

@@ -24,7 +24,7 @@ from pullthrough.cache.blobs import BlobCache
 from pullthrough.cache.fill.lead import LeadFill
 from pullthrough.cache.fill.state import FillState
 from pullthrough.config import RuleConfig, Settings
-from pullthrough.telemetry.logs import configure_logging
+from pullthrough.telemetry.logs import configure_logging, stop_logging
 
 log = logging.getLogger(__name__)
 
@@ -189,12 +189,22 @@ def _bind(settings: Settings) -> socket.socket:
 
 
 def run_worker(settings: Settings, link: StartLink) -> None:
-    configure_logging(settings.log_level)
-    asyncio.run(_serve_until_stopped(settings, link))
+    configure_logging(settings.log_level)  # this process's own log thread (after a fork too)
+    try:
+        asyncio.run(_serve_until_stopped(settings, link))
+    finally:
+        # A worker process ends without running atexit: write the lines still queued now.
+        stop_logging()
 
 
 def run_supervised_worker(settings: Settings, pipe: Connection) -> None:
-    """The target of a worker process the supervisor starts."""
+    """The target of a worker process the supervisor starts (forked from it)."""
+    # The supervisor's own signal handlers came along with the fork: a worker's are its loop's
+    # (set once it runs), and until then a signal ends it.
+    stops = {signal.SIGTERM, signal.SIGINT}  # blocked by the supervisor while it forked
+    for signum in stops:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
     run_worker(settings, SupervisedWorker(pipe))
 
 

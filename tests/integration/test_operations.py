@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import MakeProxy, StartPullthrough
-from tests.integration.cache_setup import start_cache
+from tests.integration.cache_setup import start_cache, wait_for
 from tests.rig.registry import AuthMode, UpstreamRegistry
 from tests.rig.server import pullthrough_binary
 
@@ -89,9 +90,17 @@ def test_health_readiness_and_request_ids_in_json_logs(
     chosen = httpx.get(cache.url("/v2/"), headers={"X-Request-Id": "trace-42"})
     assert chosen.headers["X-Request-Id"] == "trace-42"
 
-    lines = [
-        json.loads(line) for line in cache.server.log_text().splitlines() if line.startswith("{")
-    ]
+    def logged() -> list[dict[str, Any]]:
+        text = cache.server.log_text()
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    # Lines are written by each worker's log thread, a moment after the response.
+    wait_for(
+        lambda: {generated, "trace-42"} <= {line.get("request_id") for line in logged()},
+        10,
+        "the two requests' log lines",
+    )
+    lines = logged()
     access = {line["request_id"]: line for line in lines if line["logger"] == "pullthrough.access"}
     assert access[generated]["status"] == 404
     assert access[generated]["path"] == "/v2/up/team/oci-app/manifests/missing-tag"

@@ -12,9 +12,8 @@ from pullthrough.access.authn import Authenticator
 from pullthrough.access.authz import Authorizer
 from pullthrough.access.tokens import TokenSigner, load_or_create_key
 from pullthrough.api.access import AccessControl
-from pullthrough.api.admin import add_admin_routes
 from pullthrough.api.health import healthz, readiness
-from pullthrough.api.middleware import make_middleware
+from pullthrough.api.middleware import ADMIN_API_ROOT, make_middleware
 from pullthrough.api.peer import add_peer_routes
 from pullthrough.api.registry import RegistryApi
 from pullthrough.api.serving import ServingPhase, ServingState
@@ -66,6 +65,50 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
     raise EndpointUnknown(f"no endpoint at {request.raw_path[:200]!r}")
 
 
+class LazyAdminApi:
+    """The admin API (/api/v1), loaded at its first request: a worker that only serves pulls
+    never imports its handlers, models and OpenAPI document.
+
+    Its routes live on an application of their own, started then with the cache and access
+    control of the serving application; each admin request is resolved against its router and
+    handed to the handler found, with that application and the match (path parameters) as the
+    request's.
+    """
+
+    def __init__(self) -> None:
+        self._admin: web.Application | None = None
+        self._loading = asyncio.Lock()
+
+    async def _loaded(self, app: web.Application) -> web.Application:
+        async with self._loading:
+            if self._admin is None:
+                from pullthrough.api.admin import add_admin_routes
+
+                admin = web.Application()
+                admin[CACHE_KEY] = app[CACHE_KEY]
+                if ACCESS_KEY in app:
+                    admin[ACCESS_KEY] = app[ACCESS_KEY]
+                add_admin_routes(admin, CACHE_KEY, ACCESS_KEY)
+                admin.freeze()
+                await admin.startup()
+                self._admin = admin
+            return self._admin
+
+    async def close(self, _app: web.Application) -> None:
+        if self._admin is not None:
+            await self._admin.cleanup()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        admin = self._admin or await self._loaded(request.app)
+        match = await admin.router.resolve(request)
+        match.add_app(admin)
+        # The same request (its body, its state) with the admin API's match: what aiohttp
+        # itself does when it hands a request to the handler it resolved.
+        admin_request = request.clone()
+        admin_request._match_info = match
+        return await match.handler(admin_request)
+
+
 def build_app(
     settings: Settings,
     credentials: CredentialSource | None = None,
@@ -110,7 +153,10 @@ def build_app(
     app.router.add_route("POST", "/token", _token)
     app.router.add_route("*", "/v2", _registry)
     app.router.add_route("*", "/v2/{tail:.*}", _registry)
-    add_admin_routes(app, CACHE_KEY, ACCESS_KEY)
+    admin_api = LazyAdminApi()
+    app.on_cleanup.append(admin_api.close)
+    app.router.add_route("*", ADMIN_API_ROOT, admin_api.handle)
+    app.router.add_route("*", ADMIN_API_ROOT + "/{tail:.*}", admin_api.handle)
     add_peer_routes(app, CACHE_KEY)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

@@ -11,9 +11,6 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from pullthrough.api.admin.errors import error_response as admin_error_response
-from pullthrough.api.admin.errors import from_registry_error
-from pullthrough.api.admin.operations import API_ROOT as ADMIN_API_ROOT
 from pullthrough.errors import HeadersTooLarge, RegistryError
 
 log = logging.getLogger("pullthrough.access")
@@ -21,6 +18,9 @@ log = logging.getLogger("pullthrough.access")
 REQUEST_ID_HEADER = "X-Request-Id"
 API_VERSION_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# The admin API's root (api/admin/operations.py API_ROOT), written here so that serving the
+# registry does not load the admin API.
+ADMIN_API_ROOT = "/api/v1"
 
 
 def error_response(error: RegistryError, request_id: str) -> web.Response:
@@ -29,6 +29,33 @@ def error_response(error: RegistryError, request_id: str) -> web.Response:
         body=json.dumps(error.body()).encode(),
         headers={**API_VERSION_HEADERS, **error.headers, REQUEST_ID_HEADER: request_id},
         content_type="application/json",
+    )
+
+
+def log_request(request: web.Request, request_id: str, status: int, started: float) -> None:
+    """The request's one log line. Only the record is made here: it is formatted and written by
+    the log's own thread (telemetry/logs.py), and made without looking up the caller's source
+    line, which the line does not show."""
+    method, path = request.method, request.raw_path
+    log.handle(
+        log.makeRecord(
+            log.name,
+            logging.INFO,
+            __file__,
+            0,
+            "%s %s %d",
+            (method, path, status),
+            None,
+            extra={
+                "request_id": request_id,
+                "method": method,
+                "path": path[:512],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "remote": request.remote,
+                "cache": request.get("cache"),
+            },
+        )
     )
 
 
@@ -55,6 +82,9 @@ def make_middleware(max_header_bytes: int) -> Middleware:
             if request.path.startswith(ADMIN_API_ROOT):
                 # Only the header check gets here from the admin API, whose errors have
                 # their own shape (api/admin/errors.py).
+                from pullthrough.api.admin.errors import error_response as admin_error_response
+                from pullthrough.api.admin.errors import from_registry_error
+
                 admin_error = from_registry_error(error)
                 status = admin_error.status
                 response = admin_error_response(admin_error)
@@ -76,20 +106,7 @@ def make_middleware(max_header_bytes: int) -> Middleware:
             )
             return error_response(internal, request_id)
         finally:
-            log.info(
-                "%s %s %d",
-                request.method,
-                request.raw_path,
-                status,
-                extra={
-                    "request_id": request_id,
-                    "method": request.method,
-                    "path": request.raw_path[:512],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "remote": request.remote,
-                    "cache": request.get("cache"),
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                log_request(request, request_id, status, started)
 
     return middleware

@@ -81,8 +81,20 @@ def _widen_help() -> None:
     os.environ["TERMINAL_WIDTH"] = str(width)
 
 
+def _command_word(argv: list[str]) -> str | None:
+    """The command this run names (its first word that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main() -> None:
     _widen_help()
+    app.command()(serve)
+    if _command_word(sys.argv[1:]) == "serve":
+        # The server loads no other command: its worker processes, forked from it, serve
+        # with only what serving needs in memory. (Two commands keep `serve` a subcommand.)
+        app.command()(version)
+        app()
+        return
     # The commands live in their own modules, imported here so that `serve` starts lean; the
     # order of registration is the order of `pullthrough --help`.
     from pullthrough.cli import (
@@ -99,7 +111,6 @@ def main() -> None:
         status,
     )
 
-    app.command()(serve)
     status.register(app)
     app.command()(version)
     migrate.register(app)

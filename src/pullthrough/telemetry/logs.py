@@ -1,22 +1,53 @@
-"""JSON log lines: one object per line, with whatever `extra` fields the caller gave."""
+"""JSON log lines: one object per line, with whatever `extra` fields the caller gave.
+
+Lines are formatted and written off the event loop: where a record is made it is only put on
+a queue, unformatted, and a writer thread of the same process turns the records into JSON and
+writes them to stderr, many lines in one write. Each process starts its own writer
+(`configure_logging`, again in a worker process) and stops it, writing what is queued, when it
+ends (`stop_logging`, also run at exit).
+"""
 
 from __future__ import annotations
 
+import atexit
+import collections
+import contextlib
 import json
 import logging
+import os
 import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TextIO
 
+# When lines come fast (a batch of at least _BUSY_LINES), the writer, woken by a line, waits
+# this long for more before writing: fewer, larger writes, and far fewer times the event loop
+# hands the interpreter to the writer. A quiet server's lines are written at once.
+_GATHER_SECONDS = 0.002
+_BUSY_LINES = 8
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: time, level, logger, pid, message, then its extra fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
@@ -27,18 +58,158 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
+class _LogWriter(threading.Thread):
+    """The thread that formats and writes this process's log lines.
+
+    Records wait in a deque (appending is all a logging call does). The thread sleeps until a
+    record arrives while it is idle, then formats everything waiting and writes it in one write.
+    Under load it gathers lines for a moment first, so it is woken a few hundred times a second,
+    not once a line; a quiet server's line is written at once.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(name="log-writer", daemon=True)
+        self._stream = stream
+        self._formatter = JsonFormatter()
+        self._records: collections.deque[logging.LogRecord] = collections.deque()
+        self._wake = threading.Event()
+        self._idle = True
+        self._busy = False  # the last batch was large: lines come fast
+        self._stopping = False
+
+    def put(self, record: logging.LogRecord) -> None:
+        self._records.append(record)
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+    def run(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._busy and not self._stopping:
+                time.sleep(_GATHER_SECONDS)
+            self._wake.clear()
+            self._write()
+            if self._stopping:
+                self._write()
+                return
+            self._idle = True
+            if self._records:  # one came between the write and going idle
+                self._idle = False
+                self._wake.set()
+
+    def _write(self) -> None:
+        lines: list[str] = []
+        records = self._records
+        self._busy = len(records) >= _BUSY_LINES
+        while records:
+            record = records.popleft()
+            try:
+                lines.append(self._formatter.format(record))
+            except Exception as exc:  # said in a line of its own, never fatal
+                lines.append(_unformattable(record, exc))
+        if not lines:
+            return
+        try:
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):  # stderr closed: nothing else to tell it to
+            pass
+
+    def stop(self) -> None:
+        """Write everything queued, then end."""
+        self._stopping = True
+        self._wake.set()
+        self.join()
+
+
+def _unformattable(record: logging.LogRecord, exc: Exception) -> str:
+    return json.dumps(
+        {
+            "level": "error",
+            "logger": record.name,
+            "pid": record.process,
+            "message": f"a log line could not be formatted: {exc!r}; its text: {record.msg!r}",
+        },
+        default=str,
+    )
+
+
+class _Enqueue(logging.Handler):
+    """The root handler while a writer runs: hands the record, unformatted, to the writer."""
+
+    def __init__(self, writer: _LogWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def handle(self, record: logging.LogRecord) -> bool:  # no lock: the deque is thread-safe
+        self._writer.put(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._writer.put(record)
+
+
+class _Writing:
+    """This process's writer, and the pid that started it (a forked child starts its own)."""
+
+    writer: _LogWriter | None = None
+    pid: int = 0
+
+
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    """Send every log record of this process, as a JSON line, to stderr through a writer
+    thread. Called once per process; again in a forked child, which gets a writer of its own."""
+    stop_logging()
+    writer = _LogWriter(sys.stderr)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Enqueue(writer)]
     root.setLevel(level.upper())
+    # Nothing here reads them: skip their cost on every record.
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     # aiohttp's own access log is replaced by ours, which carries the request id.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # These log every statement (with its parameters) at info and debug: too much, and too
     # revealing, whatever our own level is.
     for chatty in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    writer.start()
+    _Writing.writer, _Writing.pid = writer, os.getpid()
+
+
+def stop_logging() -> None:
+    """Write every line still queued and stop the writer; records logged afterwards go to
+    stderr directly (formatted where they are made). Safe to call more than once."""
+    writer, ours = _Writing.writer, _Writing.pid == os.getpid()
+    _Writing.writer = None
+    if writer is None:
+        return
+    direct = logging.StreamHandler(sys.stderr)
+    direct.setFormatter(JsonFormatter())
+    logging.getLogger().handlers[:] = [direct]
+    if ours:  # a forked child has no thread of its parent's to stop
+        writer.stop()
+
+
+@contextlib.contextmanager
+def writer_paused() -> Iterator[None]:
+    """No writer thread while inside: for forking a process, which must not inherit a thread's
+    locks (the queue's, stderr's) in the middle of their use. Lines are written directly
+    meanwhile; the writer starts again after."""
+    running = _Writing.writer is not None and _Writing.pid == os.getpid()
+    level = logging.getLevelName(logging.getLogger().level)
+    stop_logging()
+    try:
+        yield
+    finally:
+        if running:
+            configure_logging(level)
+
+
+atexit.register(stop_logging)
