@@ -23,6 +23,9 @@ TAG = "v1"
 # Share of the cold-pull image's total in each of its five layers: uneven, like real images.
 COLD_SHARES = (0.40, 0.24, 0.16, 0.12, 0.08)
 SWARM_LAYERS = 8
+# Relative sizes of the 24 layers of the realistic-upstream image: a few large, many small, in
+# the mixed order a real image's layers come in.
+SLOW_WEIGHTS = (30, 2, 18, 1, 12, 6, 1, 9, 3, 14, 2, 5, 1, 8, 4, 1, 10, 2, 3, 7, 1, 4, 2, 6)
 _CHECK_TIMEOUT = 10.0
 
 
@@ -65,12 +68,16 @@ class ImageSet:
     small: BenchImage  # one smaller layer: peak RSS against blob size
     cold: BenchImage  # five layers: cold pull
     swarm: BenchImage  # many small layers: 50 concurrent cold pulls
+    slow: BenchImage  # 24 mixed layers: cold pull from a slow upstream
 
 
-def specs(big: int, small: int, cold_total: int, swarm_layer: int) -> dict[str, ImageSpec]:
-    """The four images for these sizes; repository names carry the sizes so that the quick and
+def specs(
+    big: int, small: int, cold_total: int, swarm_layer: int, slow_total: int
+) -> dict[str, ImageSpec]:
+    """The five images for these sizes; repository names carry the sizes so that the quick and
     the full set live side by side upstream."""
     cold_sizes = tuple(int(cold_total * share) for share in COLD_SHARES)
+    slow_sizes = tuple(slow_total * w // sum(SLOW_WEIGHTS) for w in SLOW_WEIGHTS)
     return {
         "big": ImageSpec(f"bench/big-{big // MiB}m", 1001, (big,)),
         "small": ImageSpec(f"bench/small-{small // MiB}m", 1002, (small,)),
@@ -79,6 +86,9 @@ def specs(big: int, small: int, cold_total: int, swarm_layer: int) -> dict[str, 
             f"bench/swarm-{SWARM_LAYERS}x{swarm_layer // MiB}m",
             3001,
             (swarm_layer,) * SWARM_LAYERS,
+        ),
+        "slow": ImageSpec(
+            f"bench/slow-{len(SLOW_WEIGHTS)}x-{slow_total // MiB}m", 4001, slow_sizes
         ),
     }
 

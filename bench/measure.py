@@ -11,6 +11,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,3 +268,124 @@ class PeakRss:
 
     def peak_mib(self) -> list[float]:
         return [status_kib(pid, "VmHWM") / 1024 for pid in self.pids]
+
+
+# --- memory of a whole process tree -------------------------------------------------------
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (from /proc/<pid>/stat parent links)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+@dataclass(frozen=True)
+class TreeMemory:
+    """Pss and Rss summed over a process tree, MiB. Pss shares each shared page among the
+    processes mapping it, so the sum is what the tree costs the machine; Rss counts shared
+    pages (the interpreter, libraries) once per process."""
+
+    pss_mib: float
+    rss_mib: float
+    processes: int
+
+
+def tree_memory(root: int) -> TreeMemory:
+    pss = rss = 0
+    pids = process_tree(root)
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1])
+            elif line.startswith("Rss:"):
+                rss += int(line.split()[1])
+    return TreeMemory(pss / 1024, rss / 1024, len(pids))
+
+
+class TreePeak:
+    """Samples `tree_memory(root)` every `interval` seconds in a thread while in a `with`
+    block; `peak` is the sample with the highest Pss."""
+
+    def __init__(self, root: int, interval: float = 0.1) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak: TreeMemory | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            now = tree_memory(self.root)
+            if self.peak is None or now.pss_mib > self.peak.pss_mib:
+                self.peak = now
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+# --- one timed download -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimedGet:
+    """One curl download: seconds to the first body byte and to the end."""
+
+    size: int
+    first_byte: float
+    total: float
+
+    @property
+    def mbps(self) -> float:
+        return self.size / self.total / MB
+
+    @property
+    def body_mbps(self) -> float:
+        """The rate from the first byte to the last: the fill's own rate when the blob is
+        cold (the bytes reach the client as the cache receives them)."""
+        return self.size / max(1e-9, self.total - self.first_byte) / MB
+
+
+def curl_timed(url: str, size: int, timeout: float) -> TimedGet:
+    done = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download} %{time_starttransfer} %{time_total}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    status, received, first, total = done.stdout.split()
+    if status != "200" or int(received) != size:
+        raise BenchError(f"GET {url}: HTTP {status}, {received} of {size} bytes")
+    return TimedGet(size, float(first), float(total))

@@ -27,10 +27,15 @@ from bench.measure import (
     PeakRss,
     PullRun,
     Throughput,
+    TimedGet,
+    TreeMemory,
+    TreePeak,
     WrkResult,
     ab_head,
     curl_parallel,
+    curl_timed,
     pull,
+    tree_memory,
     wrk,
 )
 from bench.servers import (
@@ -64,6 +69,11 @@ class Settings:
     s3_parallel_repetitions: int = 1
     replica_clients: int = 12  # measurement 7
     replica_repetitions: int = 1
+    cold_blob_repetitions: int = 5  # measurement 8: each from an empty cache
+    log_rounds: int = 3  # measurement 2: alternating wrk runs, request log off then on
+    slow_repetitions: int = 3  # measurement 9: cold pulls per target
+    slow_delay: float = 0.05  # seconds added to every request through the slow upstream
+    slow_rate: int = 75 * MB  # bytes/s per upstream response (one connection)
 
 
 @dataclass
@@ -84,6 +94,56 @@ class MemoryFigures:
     reset_worked: bool
     baseline: list[float]
     peaks: dict[str, list[float]] = field(default_factory=dict)  # label → per worker
+    # The whole process tree (pullthrough: parent + workers): server → at rest, peak in phase.
+    at_rest: dict[str, TreeMemory] = field(default_factory=dict)
+    under_load: dict[str, TreeMemory] = field(default_factory=dict)
+
+
+@dataclass
+class LogFigures:
+    """Manifest GET by tag on two pullthroughs up at once, one with the request log on (its
+    default, `info`) and one with it off (`warning`), wrk runs alternating between them."""
+
+    off: list[WrkResult] = field(default_factory=list)
+    on: list[WrkResult] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        off = statistics.median(r.requests_per_second for r in self.off)
+        on = statistics.median(r.requests_per_second for r in self.on)
+        return on / off if off else 0.0
+
+
+@dataclass
+class ColdBlobFigures:
+    """Measurement 8: the big blob GET through an empty cache, one curl per run."""
+
+    size: int
+    runs: dict[str, list[TimedGet]] = field(default_factory=dict)
+
+    def median_seconds(self, target: str) -> float:
+        return statistics.median(g.total for g in self.runs[target])
+
+    def median_mbps(self, target: str) -> float:
+        return self.size / self.median_seconds(target) / MB
+
+    def median_body_mbps(self, target: str) -> float:
+        return statistics.median(g.body_mbps for g in self.runs[target])
+
+
+@dataclass
+class SlowFigures:
+    """Measurement 9: cold pulls of the 24-layer image through a slow upstream proxy."""
+
+    image: BenchImage
+    delay: float
+    rate: int
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    upstream_requests: dict[str, int] = field(default_factory=dict)  # last run's, per target
+    max_blob_gets: dict[str, int] = field(default_factory=dict)  # last run's, per target
+
+    def median(self, target: str) -> float:
+        return statistics.median(self.seconds[target])
 
 
 @dataclass
@@ -201,8 +261,12 @@ def warm_blobs(
         assert pt.pid is not None
         rss = PeakRss(pt.pid)
         urls = {PT: _blob_url(pt.url, f"{UPSTREAM_PREFIX}/{images.big.repo}", big.digest)}
+        peaks: dict[str, TreePeak] = {}
         if memory:
+            time.sleep(1.0)  # settled after the start
             mem = MemoryFigures(reset_worked=rss.reset(), baseline=rss.current_mib())
+            mem.at_rest[PT] = tree_memory(pt.pid)
+            peaks[PT] = stack.enter_context(TreePeak(pt.pid))
             small_url = _blob_url(pt.url, f"{UPSTREAM_PREFIX}/{images.small.repo}", small.digest)
             curl_parallel(small_url, 1, small.size, _BLOB_TIMEOUT)
             mem.peaks[f"cold fill, {small.size // 2**20} MiB blob"] = rss.peak_mib()
@@ -211,8 +275,14 @@ def warm_blobs(
         if mem is not None:
             mem.peaks[f"cold fill, {big.size // 2**20} MiB blob"] = rss.peak_mib()
         if not blobs:
+            stack.close()
+            _record_peaks(mem, peaks)
             return {}, mem
         dist = stack.enter_context(distribution_proxy(s.workdir / "distribution", upstream.url))
+        if mem is not None:
+            time.sleep(1.0)
+            mem.at_rest[DIST] = tree_memory(dist.pid)
+            peaks[DIST] = stack.enter_context(TreePeak(dist.pid))
         urls[DIST] = _blob_url(dist.url, images.big.repo, big.digest)
         figures[DIST].fill_mbps = _timed_fill(urls[DIST], big.size)
         ngx = stack.enter_context(nginx(upstream.storage_dir, s.workdir / "nginx", s.workers))
@@ -232,17 +302,25 @@ def warm_blobs(
         if mem is not None:
             label = f"warm, {big.size // 2**20} MiB blob, 1 then {s.parallel_clients} clients"
             mem.peaks[label] = rss.peak_mib()
+    _record_peaks(mem, peaks)
     for name in urls:
         figures[name].single = Throughput(1, tuple(single[name]))
         figures[name].parallel = Throughput(s.parallel_clients, tuple(parallel[name]))
     return figures, mem
 
 
+def _record_peaks(mem: MemoryFigures | None, peaks: dict[str, TreePeak]) -> None:
+    for name, peak in peaks.items():
+        if mem is not None and peak.peak is not None:
+            mem.under_load[name] = peak.peak
+
+
 def manifest_rates(
     upstream: UpstreamRegistry, images: ImageSet, s: Settings
-) -> tuple[dict[str, ServerFigures], WrkResult]:
+) -> tuple[dict[str, ServerFigures], LogFigures]:
     """Measurement 2: pullthrough and distribution both up, each kind of request measured on
-    one then the other; then GET by tag on a pullthrough with its request log on."""
+    one then the other; then a second pullthrough with its request log on (its default) beside
+    the first (log off), GET by tag alternating between the two."""
     figures = {PT: ServerFigures(PT), DIST: ServerFigures(DIST)}
     repo = images.cold.repo
     with contextlib.ExitStack() as stack:
@@ -257,13 +335,27 @@ def manifest_rates(
         for kind in MANIFEST_KINDS:
             for target, digest in zip(targets, digests, strict=True):
                 _manifest_rate(target, repo, kind, digest, s)
-    logged = ServerFigures("pullthrough, request log on")
-    with _pullthrough(s, upstream.url, log_level="info") as server:
-        assert server.pid is not None
-        target = _Target(logged, server.url, f"{UPSTREAM_PREFIX}/", worker_pids(server.pid))
-        digest = _get_manifest(server.url, f"{UPSTREAM_PREFIX}/{repo}", TAG)
-        _manifest_rate(target, repo, "GET tag", digest, s)
-    return figures, logged.manifests["GET tag"]
+        logged = stack.enter_context(
+            pullthrough(
+                s.workdir / "pullthrough-logged",
+                upstream.url,
+                workers=s.workers,
+                log_level="info",
+                source=s.source,
+            )
+        )
+        assert logged.pid is not None
+        log_on = _Target(
+            ServerFigures("log on"), logged.url, f"{UPSTREAM_PREFIX}/", worker_pids(logged.pid)
+        )
+        log_off = _Target(ServerFigures("log off"), pt.url, f"{UPSTREAM_PREFIX}/", targets[0].pids)
+        _get_manifest(logged.url, f"{UPSTREAM_PREFIX}/{repo}", TAG)
+        log = LogFigures()
+        for _ in range(s.log_rounds):
+            for target, runs in ((log_off, log.off), (log_on, log.on)):
+                _manifest_rate(target, repo, "GET tag", digests[0], s)
+                runs.append(target.figures.manifests["GET tag"])
+    return figures, log
 
 
 def cold_pulls(upstream: UpstreamRegistry, images: ImageSet, s: Settings) -> ColdFigures:
@@ -349,3 +441,50 @@ def _cold_swarm(
         if name == PT and clients > 1:
             warm = pull(server.url, repo, TAG, clients=clients, parallel=s.pull_parallel).wall
     return run, counts, warm
+
+
+def cold_blob(upstream: UpstreamRegistry, images: ImageSet, s: Settings) -> ColdBlobFigures:
+    """Measurement 8: the big blob, one GET through an empty pullthrough then an empty
+    distribution proxy, alternating, each run on a freshly started cache."""
+    big = images.big.largest
+    figures = ColdBlobFigures(big.size, {PT: [], DIST: []})
+    for _ in range(s.cold_blob_repetitions):
+        with _pullthrough(s, upstream.url) as pt:
+            url = _blob_url(pt.url, f"{UPSTREAM_PREFIX}/{images.big.repo}", big.digest)
+            figures.runs[PT].append(curl_timed(url, big.size, _BLOB_TIMEOUT))
+        with distribution_proxy(s.workdir / "distribution", upstream.url) as dist:
+            url = _blob_url(dist.url, images.big.repo, big.digest)
+            figures.runs[DIST].append(curl_timed(url, big.size, _BLOB_TIMEOUT))
+    return figures
+
+
+def slow_upstream(upstream: UpstreamRegistry, images: ImageSet, s: Settings) -> SlowFigures:
+    """Measurement 9: the 24-layer image, cold, `pull_parallel` blobs at a time, from an
+    upstream behind the rig's proxy set to wait `slow_delay` before forwarding each request and
+    to pace each response body at `slow_rate`: directly through that proxy, through pullthrough
+    and through distribution's proxy (both with the slow proxy as their upstream), alternating,
+    each cache empty at the start of every run."""
+    image = images.slow
+    figures = SlowFigures(image, s.slow_delay, s.slow_rate, {"direct": [], PT: [], DIST: []})
+    repos = {"direct": image.repo, PT: f"{UPSTREAM_PREFIX}/{image.repo}", DIST: image.repo}
+    with CountingProxy(upstream.url) as slow:
+        slow.delay(".", s.slow_delay)
+        slow.throttle("/blobs/", s.slow_rate)
+        for _ in range(s.slow_repetitions):
+            for name in ("direct", PT, DIST):
+                with contextlib.ExitStack() as stack:
+                    base = slow.url
+                    if name == PT:
+                        base = stack.enter_context(_pullthrough(s, slow.url)).url
+                    elif name == DIST:
+                        cache = distribution_proxy(s.workdir / "distribution", slow.url)
+                        base = stack.enter_context(cache).url
+                    slow.reset()
+                    run = pull(base, repos[name], TAG, parallel=s.pull_parallel)
+                    figures.seconds[name].append(run.wall)
+                    time.sleep(0.5)  # fills finishing after the pull are counted too
+                    figures.upstream_requests[name] = len(slow.requests)
+                    figures.max_blob_gets[name] = max(
+                        slow.count("GET", path_contains=b.digest) for b in image.blobs
+                    )
+    return figures

@@ -26,13 +26,13 @@ from bench.servers import export_source
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / "work"
-ALL = (1, 2, 3, 4, 5, 6, 7)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 def _parse_only(text: str) -> tuple[int, ...]:
     numbers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     if not numbers or any(n not in ALL for n in numbers):
-        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-7, e.g. 1 or 2,4")
+        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-9, e.g. 1 or 2,4")
     return numbers
 
 
@@ -84,9 +84,21 @@ def main() -> int:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     if quick:
-        sizes = specs(big=256 * MiB, small=64 * MiB, cold_total=100 * MiB, swarm_layer=2 * MiB)
+        sizes = specs(
+            big=256 * MiB,
+            small=64 * MiB,
+            cold_total=100 * MiB,
+            swarm_layer=2 * MiB,
+            slow_total=96 * MiB,
+        )
     else:
-        sizes = specs(big=1024 * MiB, small=256 * MiB, cold_total=500 * MiB, swarm_layer=8 * MiB)
+        sizes = specs(
+            big=1024 * MiB,
+            small=256 * MiB,
+            cold_total=500 * MiB,
+            swarm_layer=8 * MiB,
+            slow_total=320 * MiB,
+        )
     source: Path | None = args.source.resolve() if args.source else None
     if args.rev:
         source = export_source(args.rev, WORK)
@@ -107,6 +119,9 @@ def main() -> int:
         s3_parallel_repetitions=1,
         replica_clients=12,
         replica_repetitions=1 if quick else 2,
+        cold_blob_repetitions=2 if quick else 5,
+        log_rounds=2 if quick else 3,
+        slow_repetitions=3,
     )
     results = report.Results(
         machine=env.machine(),
@@ -163,6 +178,7 @@ def _run_phases(
     assert images is not None
 
     def step(title: str) -> None:
+        results.phase_load.append((title, env.load_average()))
         print(f"[{time.monotonic() - started:6.1f}s] {title}", flush=True)
 
     if {1, 5} & set(only):
@@ -173,7 +189,7 @@ def _run_phases(
         results.warm.update(warm)
     if 2 in only:
         step("manifests: pullthrough, distribution, pullthrough with its request log")
-        manifests, results.request_log_get = phases.manifest_rates(upstream, images, settings)
+        manifests, results.request_log = phases.manifest_rates(upstream, images, settings)
         for name, figures in manifests.items():
             results.warm.setdefault(name, phases.ServerFigures(name)).manifests.update(
                 figures.manifests
@@ -181,6 +197,12 @@ def _run_phases(
     if 3 in only:
         step("cold pulls: direct, pullthrough, distribution proxy")
         results.cold = phases.cold_pulls(upstream, images, settings)
+    if 8 in only:
+        step("cold big blob: pullthrough, distribution proxy, alternating, each empty")
+        results.cold_blob = phases.cold_blob(upstream, images, settings)
+    if 9 in only:
+        step("cold pulls from a slow upstream: direct, pullthrough, distribution proxy")
+        results.slow = phases.slow_upstream(upstream, images, settings)
     if 4 in only:
         step(f"{settings.swarm_clients} concurrent cold pulls")
         results.swarm = phases.swarm(upstream, images, settings)

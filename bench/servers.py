@@ -210,8 +210,9 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], name: str) -> None:
 
 
 def worker_pids(server_pid: int) -> list[int]:
-    """The worker processes of `pullthrough serve` (multiprocessing spawn children), or the
-    server itself when it runs a single worker in-process."""
+    """The worker processes of `pullthrough serve` (its children, spawned or forked, but not
+    multiprocessing's resource tracker), or the server itself when it runs a single worker
+    in-process."""
     workers = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -222,7 +223,7 @@ def worker_pids(server_pid: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == server_pid and b"spawn_main" in cmdline:
+        if ppid == server_pid and b"_tracker" not in cmdline:
             workers.append(int(entry))
     return sorted(workers) or [server_pid]
 
