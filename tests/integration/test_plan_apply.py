@@ -189,6 +189,7 @@ def test_a_section_owns_its_kind_and_an_absent_one_is_left_alone(
         "      default: false\n"
         "      tag_ttl: 300\n"
         "      negative_ttl: 30\n"
+        "      eager_fill: true\n"
         "\n"
         "Plan: 1 to add, 1 to change, 1 to destroy.\n"
     )
