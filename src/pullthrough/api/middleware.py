@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from pullthrough.errors import HeadersTooLarge, RegistryError
+from pullthrough.telemetry.logs import request_line
 
 log = logging.getLogger("pullthrough.access")
 
@@ -33,29 +34,21 @@ def error_response(error: RegistryError, request_id: str) -> web.Response:
 
 
 def log_request(request: web.Request, request_id: str, status: int, started: float) -> None:
-    """The request's one log line. Only the record is made here: it is formatted and written by
-    the log's own thread (telemetry/logs.py), and made without looking up the caller's source
-    line, which the line does not show."""
+    """The request's one log line: its fields are gathered here, and formatted and written by
+    the log's own thread (telemetry/logs.py)."""
     method, path = request.method, request.raw_path
-    log.handle(
-        log.makeRecord(
-            log.name,
-            logging.INFO,
-            __file__,
-            0,
-            "%s %s %d",
-            (method, path, status),
-            None,
-            extra={
-                "request_id": request_id,
-                "method": method,
-                "path": path[:512],
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "remote": request.remote,
-                "cache": request.get("cache"),
-            },
-        )
+    request_line(
+        log,
+        f"{method} {path} {status}",
+        {
+            "request_id": request_id,
+            "method": method,
+            "path": path[:512],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "remote": request.remote,
+            "cache": request.get("cache"),
+        },
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 # When lines come fast (a batch of at least _BUSY_LINES), the writer, woken by a line, waits
 # this long for more before writing: fewer, larger writes, and far fewer times the event loop
 # hands the interpreter to the writer. A quiet server's lines are written at once.
-_GATHER_SECONDS = 0.002
+_GATHER_SECONDS = 0.01
 _BUSY_LINES = 8
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -44,6 +44,22 @@ class JsonFormatter(logging.Formatter):
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
+    def format_request(
+        self, pid: int, created: float, logger: str, message: str, fields: dict[str, Any]
+    ) -> str:
+        """A request's line (`request_line`): what `format` makes of the same record."""
+        return json.dumps(
+            {
+                "time": self._time(created),
+                "level": "info",
+                "logger": logger,
+                "pid": pid,
+                "message": message,
+                **fields,
+            },
+            default=str,
+        )
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -76,13 +92,14 @@ class _LogWriter(threading.Thread):
         super().__init__(name="log-writer", daemon=True)
         self._stream = stream
         self._formatter = JsonFormatter()
-        self._records: collections.deque[logging.LogRecord] = collections.deque()
+        self._records: collections.deque[logging.LogRecord | _RequestLine] = collections.deque()
+        self._pid = os.getpid()
         self._wake = threading.Event()
         self._idle = True
         self._busy = False  # the last batch was large: lines come fast
         self._stopping = False
 
-    def put(self, record: logging.LogRecord) -> None:
+    def put(self, record: logging.LogRecord | _RequestLine) -> None:
         self._records.append(record)
         if self._idle:
             self._idle = False
@@ -109,6 +126,9 @@ class _LogWriter(threading.Thread):
         self._busy = len(records) >= _BUSY_LINES
         while records:
             record = records.popleft()
+            if isinstance(record, tuple):
+                lines.append(self._formatter.format_request(self._pid, *record))
+                continue
             try:
                 lines.append(self._formatter.format(record))
             except Exception as exc:  # said in a line of its own, never fatal
@@ -155,10 +175,37 @@ class _Enqueue(logging.Handler):
         self._writer.put(record)
 
 
+# A request's line as the writer gets it: (time, logger name, message, fields).
+_RequestLine = tuple[float, str, str, dict[str, Any]]
+
+
+def request_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """Log `message` with `fields` at info on `logger`: one line per request, so made as cheaply
+    as can be. While this process's writer is the only handler, what goes on its queue is the
+    time and the fields, not a LogRecord; otherwise (another handler, as in tests) a record."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    writer = _Writing.writer
+    handlers = logging.root.handlers
+    if (
+        writer is not None
+        and len(handlers) == 1
+        and handlers[0] is _Writing.handler
+        and not logger.handlers
+        and (logger.parent is logging.root or not logger.parent or not logger.parent.handlers)
+    ):
+        writer.put((time.time(), logger.name, message, fields))
+        return
+    logger.handle(
+        logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None, extra=fields)
+    )
+
+
 class _Writing:
     """This process's writer, and the pid that started it (a forked child starts its own)."""
 
     writer: _LogWriter | None = None
+    handler: logging.Handler | None = None
     pid: int = 0
 
 
@@ -168,7 +215,8 @@ def configure_logging(level: str) -> None:
     stop_logging()
     writer = _LogWriter(sys.stderr)
     root = logging.getLogger()
-    root.handlers[:] = [_Enqueue(writer)]
+    handler = _Enqueue(writer)
+    root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Nothing here reads them: skip their cost on every record.
     logging.logThreads = False
@@ -180,14 +228,14 @@ def configure_logging(level: str) -> None:
     for chatty in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     writer.start()
-    _Writing.writer, _Writing.pid = writer, os.getpid()
+    _Writing.writer, _Writing.handler, _Writing.pid = writer, handler, os.getpid()
 
 
 def stop_logging() -> None:
     """Write every line still queued and stop the writer; records logged afterwards go to
     stderr directly (formatted where they are made). Safe to call more than once."""
     writer, ours = _Writing.writer, _Writing.pid == os.getpid()
-    _Writing.writer = None
+    _Writing.writer = _Writing.handler = None
     if writer is None:
         return
     direct = logging.StreamHandler(sys.stderr)
