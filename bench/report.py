@@ -900,7 +900,11 @@ def _why(r: Results) -> list[str]:
             f"server spread by up to {max(spread, default=0):.0f}% of their median in this run: "
             "a gap smaller than that is noise, not a difference between the servers."
         )
-    if "2" in missed and pt:
+    rates_missed = any(
+        v.measurement == "2" and v.met is False and "vs distribution" in v.figure
+        for v in verdicts(r)
+    )
+    if rates_missed and pt:
         for kind, result in pt.manifests.items():
             if result.requests_per_second:
                 ms = result.server_cpu_percent / 100 / result.requests_per_second * 1000
@@ -958,6 +962,37 @@ def _why(r: Results) -> list[str]:
                     "fills were not all coalesced (across worker processes, most likely)."
                 )
             notes.append(line)
+    c = r.cold_blob
+    if "8" in missed and c is not None and c.runs.get(PT) and c.runs.get(DIST):
+        notes.append(
+            f"- **8.** Through an empty pullthrough the first byte came after "
+            f"{statistics.median(g.first_byte for g in c.runs[PT]) * 1000:.0f} ms and the bytes "
+            f"then flowed at {c.median_body_mbps(PT):.0f} MB/s; distribution's proxy streamed "
+            f"the same blob at {c.median_body_mbps(DIST):.0f} MB/s. The fill rate, not the "
+            "start, sets the time of a big blob."
+        )
+    log = r.request_log
+    if "2" in missed and log is not None and log.on and log.off:
+        per_request = [
+            statistics.median(
+                x.server_cpu_percent / 100 / x.requests_per_second * 1000 for x in runs
+            )
+            for runs in (log.off, log.on)
+        ]
+        notes.append(
+            f"- **2.** Request log: {per_request[0]:.2f} ms of server CPU per manifest GET with "
+            f"the log off, {per_request[1]:.2f} ms with it on: the difference is what writing "
+            "one access-log line costs."
+        )
+    w = r.slow
+    if "9" in missed and w is not None and w.seconds.get(PT):
+        notes.append(
+            f"- **9.** Through pullthrough the pull made {w.upstream_requests.get(PT, 0)} "
+            f"upstream requests, directly {w.upstream_requests.get('direct', 0)}, each waiting "
+            f"{w.delay * 1000:.0f} ms. Beating the direct pull needs the cache to fetch layers "
+            "ahead of the client's requests (eager fill) and to pass them on at least as fast "
+            "as it receives them."
+        )
     if "7" in missed:
         for f in r.replicas:
             if f.name != ONE_FS and f.runs and f.max_blob_gets != 1:
