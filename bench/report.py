@@ -928,13 +928,11 @@ def _why(r: Results) -> list[str]:
             f"- **3.** Direct, the client read the image at {direct:.0f} MB/s. "
             + (
                 f"One cold blob filled through one pullthrough worker at {fill:.0f} MB/s "
-                "(measurement 1's warming fill). Every byte crosses the worker's event loop "
-                "twice (aiohttp's upstream read into the spool writer, then pread and socket "
-                "write to each reader) with a thread hand-off for the write and sha256 and "
-                "another for each read; upstream and client share the same 2 cores. Receiving, "
-                "writing and hashing overlap, and the last byte is released once the digest "
-                "matches (before the fsync), but the Python per-chunk path stays the limit; "
-                "sendfile from the growing spool file to readers is the next step. "
+                "(measurement 1's warming fill). The bytes no longer pass through Python on "
+                "their way to clients (sendfile from the spool file, the head from memory), but "
+                "a fill still costs the worker ~2 s of CPU per GiB (receive and aiohttp's copy, "
+                "sha256, page-cache writes of the spool file, the send), on the 2 cores the "
+                "upstream and the client also use: see *Profiling notes* in `bench/README.md`. "
                 if fill
                 else ""
             )
@@ -969,7 +967,8 @@ def _why(r: Results) -> list[str]:
             f"{statistics.median(g.first_byte for g in c.runs[PT]) * 1000:.0f} ms and the bytes "
             f"then flowed at {c.median_body_mbps(PT):.0f} MB/s; distribution's proxy streamed "
             f"the same blob at {c.median_body_mbps(DIST):.0f} MB/s. The fill rate, not the "
-            "start, sets the time of a big blob."
+            "start, sets the time of a big blob, and it is bound by CPU on this machine: see "
+            "*Profiling notes* in `bench/README.md` for where ~2 s of CPU per GiB goes."
         )
     log = r.request_log
     if "2" in missed and log is not None and log.on and log.off:
