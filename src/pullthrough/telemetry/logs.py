@@ -2,7 +2,8 @@
 
 Lines are formatted and written off the event loop: where a record is made it is only put on
 a queue, unformatted, and a writer thread of the same process turns the records into JSON and
-writes them to stderr, many lines in one write. Each process starts its own writer
+writes them to stderr, many lines in one write (of at most PIPE_BUF bytes, so that the lines
+of processes sharing one stderr pipe never interleave). Each process starts its own writer
 (`configure_logging`, again in a worker process) and stops it, writing what is queued, when it
 ends (`stop_logging`, also run at exit).
 """
@@ -15,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -133,11 +135,10 @@ class _LogWriter(threading.Thread):
                 lines.append(self._formatter.format(record))
             except Exception as exc:  # said in a line of its own, never fatal
                 lines.append(_unformattable(record, exc))
-        if not lines:
-            return
         try:
-            self._stream.write("\n".join(lines) + "\n")
-            self._stream.flush()
+            for chunk in _pipe_sized(lines):
+                self._stream.write(chunk)
+                self._stream.flush()
         except (OSError, ValueError):  # stderr closed: nothing else to tell it to
             pass
 
@@ -146,6 +147,23 @@ class _LogWriter(threading.Thread):
         self._stopping = True
         self._wake.set()
         self.join()
+
+
+def _pipe_sized(lines: list[str]) -> Iterator[str]:
+    """The lines, newline-terminated, joined into writes of at most PIPE_BUF bytes (a longer
+    line alone): a pipe keeps such a write whole, so lines of the worker processes sharing one
+    stderr never interleave."""
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        length = (len(line) if line.isascii() else len(line.encode())) + 1
+        if chunk and size + length > select.PIPE_BUF:
+            yield "".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line + "\n")
+        size += length
+    if chunk:
+        yield "".join(chunk)
 
 
 def _unformattable(record: logging.LogRecord, exc: Exception) -> str:
