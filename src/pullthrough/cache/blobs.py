@@ -309,11 +309,16 @@ class BlobCache:
         return await self._stored(digest, size) if size is not None else None
 
     def _following(self, key: str) -> FollowFill | None:
-        """The follower of another worker's fill of `key` this worker has, while it runs."""
-        for digest, follower in tuple(self._follows.items()):
-            if not follower.following:
+        """The follower of another worker's fill of `key` this worker has, while that fill
+        runs (its record says so: a finished follower may not know it has ended)."""
+        for digest, ended in tuple(self._follows.items()):
+            if not ended.following:
                 del self._follows[digest]
-        return self._follows.get(key)
+        follower = self._follows.get(key)
+        if follower is not None and not follower.still_running():
+            del self._follows[key]
+            return None
+        return follower
 
     async def _follow(
         self, digest: Digest, lock: ExclusiveLock, record: Path, final_path: Path | None

@@ -135,8 +135,20 @@ class FollowFill(Fill):
 
     @property
     def following(self) -> bool:
-        """Still worth joining: the bytes may all come (running, or verified)."""
+        """Not ended as far as this follower saw (its readers may have stopped looking)."""
         return self.state in (FillState.RUNNING, FillState.VERIFIED)
+
+    def still_running(self) -> bool:
+        """The fill is running now, by its record: worth joining for a new reader. A follower
+        whose readers all finished stops looking, so its own state may be stale: the blob may
+        have been committed and even collected since."""
+        record = FillRecord.read(self._record_path)
+        return (
+            self.state is FillState.RUNNING
+            and record is not None
+            and record.spool == self.spool_path.name
+            and record.state is FillState.RUNNING
+        )
 
     async def _wait_change(self) -> None:
         if self._look is None or self._look.done():
