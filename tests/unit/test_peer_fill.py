@@ -80,6 +80,9 @@ class FakePeer:
         position, end = offset, len(self.content)
         while position < end:
             if drop is not None and position >= drop:
+                # Let the bytes sent reach the reader first: a reset that overtakes them
+                # would discard them from its buffer, and the resume would start earlier.
+                await asyncio.sleep(0.2)
                 assert request.transport is not None
                 request.transport.abort()
                 return response
