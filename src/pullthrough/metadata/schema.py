@@ -241,6 +241,21 @@ cache_stats = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The same counts per rule and five-minute bucket (its start, UNIX seconds), for the dashboard's
+# charts; buckets older than the retention are deleted as new ones are written
+# (metadata/stats_history.py).
+cache_stats_history = Table(
+    "cache_stats_history",
+    metadata,
+    Column("prefix", String(255), primary_key=True),
+    Column("bucket", Float, primary_key=True),
+    Column("hits", BigInteger, nullable=False),
+    Column("misses", BigInteger, nullable=False),
+    Column("bytes_from_cache", BigInteger, nullable=False),
+    Column("bytes_from_upstream", BigInteger, nullable=False),
+    Index("ix_cache_stats_history_bucket", "bucket"),
+)
+
 # Whether each rule's upstream answered lately, and its last error.
 upstream_health = Table(
     "upstream_health",

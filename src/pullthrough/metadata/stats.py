@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pullthrough.metadata import schema
+from pullthrough.metadata.stats_history import add_to_history
 from pullthrough.metadata.upserts import upsert
 
 
@@ -76,6 +77,9 @@ class CacheStatsStore:
                     "updated_at": now,
                 }
                 await conn.execute(upsert(conn, table, values, update))
+            await add_to_history(
+                conn, {prefix: stats for prefix, stats in batch.items() if prefix in existing}, now
+            )
 
     async def read(self) -> StatsReport:
         table = schema.cache_stats
