@@ -34,7 +34,7 @@ BASELINE = "0001"
 _EVERY_RELEASE_HAS = "repositories"
 # Tables later revisions create: taking over a database from before migrations creates the
 # baseline's tables only, and the migrations after it the rest.
-_AFTER_BASELINE = frozenset({"locks"})
+_AFTER_BASELINE = frozenset({"locks", "layer_inventories"})
 
 
 class SchemaMismatch(Exception):

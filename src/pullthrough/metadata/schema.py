@@ -277,3 +277,15 @@ revisions = Table(
     Column("value", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# What each layer holds for scanning, by layer digest (metadata/layer_inventories.py): the
+# package database files it carries, parsed, and its whiteouts and opaque directories, as JSON
+# in the reader's `format` (a row of an older format is read again).
+layer_inventories = Table(
+    "layer_inventories",
+    metadata,
+    Column("digest", String(150), primary_key=True),
+    Column("format", Integer, nullable=False),
+    Column("document", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
