@@ -57,6 +57,8 @@ def test_the_example_file_parses_into_normal_forms() -> None:
                 "repository_filters": [{"filter": "*", "filter_type": "WILDCARD"}],
             }
         ],
+        "gates": [],
+        "gate_wait_seconds": 30.0,
     }
 
 

@@ -35,7 +35,10 @@ from pullthrough.oci import mediatypes
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import parse_manifest
 from pullthrough.oci.names import TAG_GRAMMAR, is_tag
+from pullthrough.scanning.gate import Gate
+from pullthrough.scanning.scans.service import ScanService
 from pullthrough.storage.locks import Locks, holding
+from pullthrough.telemetry.tracing import record_served
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,10 @@ class ManifestCache:
         self._answers: SingleFlight[ManifestAnswer] = SingleFlight()
         self._missing = NegativeCache()
         self._memo = ManifestMemo(metadata.revisions)
+        # Set by the wiring once scanning is built over this cache (cache/service.py): scans
+        # of images cached for the first time, and the gate a pull passes before it is served.
+        self.scans: ScanService | None = None
+        self.gate: Gate | None = None
 
     async def pull(
         self,
@@ -88,10 +95,18 @@ class ManifestCache:
         with_body: bool,
     ) -> ManifestAnswer:
         """A client's pull of a manifest: `get` it, refuse an image whose blobs a principal that
-        may not import could not fetch, start the blobs of an image just fetched from upstream
-        filling (eager fill), and count the pull (and, `with_body`, its bytes)."""
+        may not import could not fetch, pass the scanning gate (scanning/gate.py), start the
+        blobs of an image just fetched from upstream filling (eager fill), and count the pull
+        (and, `with_body`, its bytes)."""
         answer = await self.get(route, reference, accepted, may_import)
         await self._check_image(route, answer.manifest, may_import)
+        manifest = answer.manifest
+        if answer.cache == "miss" and self.scans is not None:
+            self.scans.first_cached(route.repository, manifest.media_type, manifest.digest)
+        if self.gate is not None:  # in a gated repository, refused or held until scanned
+            await self.gate.check(
+                route.repository, manifest.digest, manifest.media_type, manifest.content
+            )
         if answer.cache == "miss" and self._eager is not None:
             self._eager.start(route, answer.manifest, may_import)
         await self.served(route, answer, with_body=with_body)
@@ -127,6 +142,9 @@ class ManifestCache:
         manifest = answer.manifest
         repository_id = await self._metadata.repositories.id(route.repository, route.rule.prefix)
         self._pulls.record(repository_id, manifest.digest)
+        record_served(
+            route.rule.prefix, "manifest", answer.cache, len(manifest.content) if with_body else 0
+        )
         if with_body:
             if answer.cache == "miss":
                 self._stats.miss(route.rule.prefix, len(manifest.content))

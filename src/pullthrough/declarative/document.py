@@ -151,9 +151,18 @@ class ScanningRule(_Entry):
     repository_filters: tuple[RepositoryFilter, ...] = Field(min_length=1, max_length=100)
 
 
+class GatePolicy(_Entry):
+    repository_filters: tuple[RepositoryFilter, ...] = Field(min_length=1, max_length=100)
+    block_severity: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"] | None = None
+    allowed: tuple[str, ...] = ()
+    only_fixable: bool = False
+
+
 class Scanning(_Entry):
     scan_type: Literal["BASIC", "ENHANCED"] = "BASIC"
     rules: tuple[ScanningRule, ...] = ()
+    gates: tuple[GatePolicy, ...] = ()
+    gate_wait_seconds: float = Field(default=30.0, ge=0, le=300)
 
 
 class DeclarativeFile(_Entry):
@@ -356,6 +365,8 @@ _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "scanning": tuple(Scanning.model_fields),
     "scanning.rules": tuple(ScanningRule.model_fields),
     "scanning.rules.repository_filters": tuple(RepositoryFilter.model_fields),
+    "scanning.gates": tuple(GatePolicy.model_fields),
+    "scanning.gates.repository_filters": tuple(RepositoryFilter.model_fields),
 }
 
 

@@ -117,6 +117,19 @@ def scanning_fields(configuration: Mapping[str, Any]) -> Fields:
             }
             for rule in configuration.get("rules") or []
         ],
+        "gates": [
+            {
+                "repository_filters": [
+                    {"filter": f.get("filter"), "filter_type": f.get("filter_type", "WILDCARD")}
+                    for f in gate.get("repository_filters") or []
+                ],
+                "block_severity": gate.get("block_severity"),
+                "allowed": list(gate.get("allowed") or []),
+                "only_fixable": bool(gate.get("only_fixable", False)),
+            }
+            for gate in configuration.get("gates") or []
+        ],
+        "gate_wait_seconds": float(configuration.get("gate_wait_seconds", 30.0)),
     }
 
 

@@ -130,6 +130,40 @@ principals = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# AWS access keys of principals, for the ECR-compatible API (api/ecr): the secret key must be
+# recovered to check a request's HMAC signature, so it is sealed with the secret store's key
+# (access/sealing.py, the access key id as associated data), never hashed.
+aws_access_keys = Table(
+    "aws_access_keys",
+    metadata,
+    Column("access_key_id", String(32), primary_key=True),
+    Column("principal", String(128), nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_aws_access_keys_principal", "principal"),
+)
+
+# Signatures of the signed requests accepted lately: one seen again before `expires_at` (the
+# end of its X-Amz-Date window) is a replay and refused, on every worker and replica.
+aws_request_signatures = Table(
+    "aws_request_signatures",
+    metadata,
+    Column("signature", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_aws_request_signatures_expires_at", "expires_at"),
+)
+
+# The policy text of each repository's last StartLifecyclePolicyPreview (ECR API).
+lifecycle_previews = Table(
+    "lifecycle_previews",
+    metadata,
+    Column("repository", String(255), primary_key=True),
+    Column("policy", String, nullable=False),
+    Column("started_at", Float, nullable=False),
+)
+
 # The one registry policy document (id 1), as JSON text.
 registry_policy = Table(
     "registry_policy",
@@ -267,6 +301,55 @@ upstream_health = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The vulnerability database (scanning/vulndb): OSV advisories, each as its JSON record, the
+# newest `modified` kept; `withdrawn` set for records OSV withdrew (they never match).
+vulndb_advisories = Table(
+    "vulndb_advisories",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("modified", Float, nullable=False),
+    Column("withdrawn", Float, nullable=True),
+    Column("document", String, nullable=False),
+    Column("source", String(2048), nullable=False),  # the file, directory, zip or URL
+    Column("imported_at", Float, nullable=False),
+)
+
+# Which advisories name which package: matching reads the rows of an image's packages by
+# (ecosystem base, name) — `Debian` and the source package, `PyPI` and the PEP 503 name — and
+# checks the release (`ecosystem`, as the record spells it: `Debian:12`) itself.
+vulndb_packages = Table(
+    "vulndb_packages",
+    metadata,
+    Column("ecosystem_base", String(64), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("ecosystem", String(255), primary_key=True),
+    Column("advisory_id", String(255), primary_key=True),
+    Index("ix_vulndb_packages_advisory", "advisory_id"),
+)
+
+# What each ecosystem's advisories were last read from (a path or an archive's URL), and when.
+vulndb_sources = Table(
+    "vulndb_sources",
+    metadata,
+    Column("ecosystem_base", String(64), primary_key=True),
+    Column("source", String(2048), nullable=False),
+    Column("checked_at", Float, nullable=False),
+)
+
+# Each downloaded `<ecosystem>/all.zip` and its validators, sent back on the next sync so an
+# unchanged archive is answered 304 and not downloaded again.
+vulndb_archives = Table(
+    "vulndb_archives",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("url", String(2048), nullable=False),
+    Column("etag", String(1024), nullable=True),
+    Column("last_modified", String(255), nullable=True),
+    Column("records", Integer, nullable=False),
+    Column("checked_at", Float, nullable=False),
+    Column("fetched_at", Float, nullable=True),
+)
+
 # Counters bumped in the same transaction as a change that every worker and replica must see
 # at once: "access" (principals, passwords, API keys, the policy), "content" (manifests, tags
 # and blobs that expiry, GC or a deletion took away). See metadata/revisions.py.
@@ -287,5 +370,35 @@ layer_inventories = Table(
     Column("digest", String(150), primary_key=True),
     Column("format", Integer, nullable=False),
     Column("document", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# One scan per platform image manifest (scanning/scans/): its state (queued, scanning, done,
+# failed with `reason`), the repository its layers are read through, its platform from the
+# image config, and its findings (JSON) as of vulnerability database revision
+# `vulndb_revision`. A queued row is claimed by the worker that sets it scanning (`holder`).
+scans = Table(
+    "scans",
+    metadata,
+    Column("digest", String(150), primary_key=True),
+    Column("repository", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(2048), nullable=True),
+    Column("platform", String(128), nullable=True),
+    Column("holder", String(128), nullable=True),
+    Column("requested_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("vulndb_revision", BigInteger, nullable=True),
+    Column("findings", String, nullable=True),
+    Index("ix_scans_state", "state"),
+)
+
+# Admins' decisions that an image may be served whatever the gate says (scanning/gate.py).
+scan_overrides = Table(
+    "scan_overrides",
+    metadata,
+    Column("digest", String(150), primary_key=True),
+    Column("reason", String(1024), nullable=False),
     Column("created_at", Float, nullable=False),
 )

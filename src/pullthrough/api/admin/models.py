@@ -289,9 +289,38 @@ class ScanningRuleInput(Input):
     repository_filters: Annotated[list[RepositoryFilterInput], Field(min_length=1, max_length=100)]
 
 
+BlockSeverity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+AdvisoryId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:+-]+$")]
+
+
+class GatePolicyInput(Input):
+    repository_filters: Annotated[
+        list[RepositoryFilterInput], Field(min_length=1, max_length=100)
+    ]
+    block_severity: BlockSeverity | None = Field(
+        default=None, description="Refuse images with a finding this severe or worse."
+    )
+    allowed: Annotated[list[AdvisoryId], Field(max_length=1000)] = Field(
+        default_factory=list, description="Advisory IDs (or aliases) that never refuse an image."
+    )
+    only_fixable: bool = Field(
+        default=False, description="Only findings with a fixed version refuse an image."
+    )
+
+
 class ScanningInput(Input):
     scan_type: ScanType
     rules: Annotated[list[ScanningRuleInput], Field(max_length=100)] = Field(default_factory=list)
+    gates: Annotated[list[GatePolicyInput], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="The gate: in repositories these filters name, an image is scanned before "
+        "its manifest is first served, and refused when its findings reach block_severity.",
+    )
+    gate_wait_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=30.0,
+        description="How long a pull of a cold image in a gated repository waits for its scan "
+        "before it is answered 429 with Retry-After.",
+    )
 
 
 class RepositoryFilterOutput(Output):
@@ -304,9 +333,18 @@ class ScanningRuleOutput(Output):
     repository_filters: list[RepositoryFilterOutput]
 
 
+class GatePolicyOutput(Output):
+    repository_filters: list[RepositoryFilterOutput]
+    block_severity: BlockSeverity | None
+    allowed: list[str]
+    only_fixable: bool
+
+
 class Scanning(Output):
     scan_type: ScanType
     rules: list[ScanningRuleOutput]
+    gates: list[GatePolicyOutput]
+    gate_wait_seconds: float
     updated_at: NullableTime
 
 

@@ -1,4 +1,4 @@
-"""/scanning: the registry's scanning configuration (stored; scanning reads it later)."""
+"""/scanning: the registry's scanning configuration and the gate's policies."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pullthrough.api.admin.fields import iso_or_none
 from pullthrough.api.admin.models import Scanning, ScanningInput
 from pullthrough.api.admin.replies import reply
 from pullthrough.metadata.scanning import (
+    GatePolicy,
     RepositoryFilter,
     ScanningConfiguration,
     ScanningRule,
@@ -39,5 +40,17 @@ async def put_scanning(request: web.Request) -> web.Response:
             )
             for rule in body.rules
         ),
+        gates=tuple(
+            GatePolicy(
+                repository_filters=tuple(
+                    RepositoryFilter(f.filter, f.filter_type) for f in gate.repository_filters
+                ),
+                block_severity=gate.block_severity,
+                allowed=tuple(gate.allowed),
+                only_fixable=gate.only_fixable,
+            )
+            for gate in body.gates
+        ),
+        gate_wait_seconds=body.gate_wait_seconds,
     )
     return reply(_render(await services(request).scanning.put(configuration)))
