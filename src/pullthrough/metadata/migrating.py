@@ -34,7 +34,16 @@ BASELINE = "0001"
 _EVERY_RELEASE_HAS = "repositories"
 # Tables later revisions create: taking over a database from before migrations creates the
 # baseline's tables only, and the migrations after it the rest.
-_AFTER_BASELINE = frozenset({"locks", "layer_inventories"})
+_AFTER_BASELINE = frozenset(
+    {
+        "locks",
+        "layer_inventories",
+        "vulndb_advisories",
+        "vulndb_packages",
+        "vulndb_sources",
+        "vulndb_archives",
+    }
+)
 
 
 class SchemaMismatch(Exception):

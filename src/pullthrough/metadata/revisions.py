@@ -21,6 +21,7 @@ from pullthrough.metadata.upserts import upsert
 
 ACCESS = "access"  # principals, passwords, API keys, the registry policy
 CONTENT = "content"  # cached manifests, tags and blobs removed (expiry, GC, deletion)
+VULNDB = "vulndb"  # advisories imported or synced into the vulnerability database
 
 REVISION_POLL_SECONDS = 0.5
 
