@@ -109,6 +109,22 @@ class LazyAdminApi:
         return await match.handler(admin_request)
 
 
+class LazyDashboard(LazyAdminApi):
+    """The web dashboard (/ui, `api/ui/`), loaded at its first request as the admin API is:
+    a worker nobody opens it on never imports its templates and pages."""
+
+    async def _loaded(self, app: web.Application) -> web.Application:
+        async with self._loading:
+            if self._admin is None:
+                from pullthrough.api.ui import build_dashboard
+
+                dashboard = build_dashboard(app[CACHE_KEY], app.get(ACCESS_KEY))
+                dashboard.freeze()
+                await dashboard.startup()
+                self._admin = dashboard
+            return self._admin
+
+
 def build_app(
     settings: Settings,
     credentials: CredentialSource | None = None,
@@ -157,6 +173,10 @@ def build_app(
     app.on_cleanup.append(admin_api.close)
     app.router.add_route("*", ADMIN_API_ROOT, admin_api.handle)
     app.router.add_route("*", ADMIN_API_ROOT + "/{tail:.*}", admin_api.handle)
+    dashboard = LazyDashboard()
+    app.on_cleanup.append(dashboard.close)
+    app.router.add_route("*", "/ui", dashboard.handle)
+    app.router.add_route("*", "/ui/{tail:.*}", dashboard.handle)
     add_peer_routes(app, CACHE_KEY)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
