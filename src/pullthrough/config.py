@@ -236,6 +236,42 @@ class LifecycleConfig(BaseModel):
     low_water: float = Field(default=0.8, gt=0, le=1)
 
 
+class VulnDbConfig(BaseModel):
+    """Where `pullthrough vulndb sync` downloads OSV's archives from, and which ecosystems."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # `<url>/<ecosystem>/all.zip`; a mirror of OSV's bucket for machines that cannot reach it.
+    url: str = "https://osv-vulnerabilities.storage.googleapis.com"
+    ecosystems: tuple[str, ...] = (
+        "Debian",
+        "Ubuntu",
+        "Alpine",
+        "Red Hat",
+        "Rocky Linux",
+        "AlmaLinux",
+        "PyPI",
+        "npm",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"url {value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class AwsApiConfig(BaseModel):
+    """What the ECR-compatible API (api/ecr) puts in ARNs and answers for `registryId`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account_id: str = Field(default="000000000000", pattern=r"^[0-9]{12}$")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,32}$")
+
+
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # SigV4 presigned URLs live at most a week.
 _MAX_PRESIGN_SECONDS = 7 * 86400
@@ -353,14 +389,28 @@ class Settings(BaseModel):
     # A fill carries on after its client leaves, but not forever.
     fill_deadline: Duration = 3600.0
     max_header_bytes: int = Field(default=8192, ge=1024, le=65536)
+    # Prometheus metrics at /metrics; false: nothing is counted and there is no /metrics.
+    metrics: bool = True
+    # host:port of a listener of each worker serving only /metrics, without authentication
+    # (for a scraper that holds no credential); None: /metrics only on `listen`.
+    metrics_listen: str | None = None
     auth: AuthConfig = Field(default_factory=AuthConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    vulndb: VulnDbConfig = Field(default_factory=VulnDbConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    aws: AwsApiConfig = Field(default_factory=AwsApiConfig)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
         return value
 
     @field_validator("database_url")

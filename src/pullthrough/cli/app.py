@@ -99,6 +99,7 @@ def main() -> None:
     # order of registration is the order of `pullthrough --help`.
     from pullthrough.cli import (
         access,
+        aws_keys,
         declarative,
         lifecycle,
         migrate,
@@ -107,8 +108,10 @@ def main() -> None:
         repos,
         rewrite,
         rules,
+        scanning,
         secrets,
         status,
+        vulndb,
     )
 
     status.register(app)
@@ -116,14 +119,17 @@ def main() -> None:
     migrate.register(app)
     for module in (
         access,
+        aws_keys,
         secrets,
         lifecycle,
         rules,
         repos,
+        scanning,
         prefetch,
         rewrite,
         mirror,
         declarative,
+        vulndb,
     ):
         module.register(app)
     app()
