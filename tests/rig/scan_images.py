@@ -389,6 +389,8 @@ def expected_rpm(
         epoch = f"&epoch={p.epoch}" if p.epoch is not None else ""
         source = p.source_rpm.removesuffix(".src.rpm")
         source_name, source_version, source_release = source.rsplit("-", 2)
+        # The source package has the binary's epoch: advisories spell versions with it.
+        epoch_prefix = f"{p.epoch}:" if p.epoch is not None else ""
         expected.add(
             ExpectedPackage(
                 ecosystem,
@@ -397,7 +399,7 @@ def expected_rpm(
                 f"pkg:rpm/{namespace}/{p.name}@{p.version}-{p.release}"
                 f"?arch={p.arch}&distro={distro}{epoch}",
                 source_name,
-                f"{source_version}-{source_release}",
+                f"{epoch_prefix}{source_version}-{source_release}",
             )
         )
     return expected

@@ -1,0 +1,67 @@
+"""What an image holds: its layers read as streams, in order, each once (kept by layer digest in
+the metadata database), and merged with whiteouts and opaque directories honoured.
+
+`LayerInventories.image(repository, layers)` is the one entry point: the scan jobs call it with
+the image manifest's layers and a `LayerSource` that reads blobs through the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pullthrough.metadata.layer_inventories import LayerInventoryStore
+from pullthrough.scanning.inventory.layers import read_layer
+from pullthrough.scanning.inventory.merge import merge
+from pullthrough.scanning.inventory.records import FORMAT, LayerContents
+from pullthrough.scanning.model import Inventory, LayerSource
+
+__all__ = ["Layer", "LayerInventories"]
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    digest: str
+    media_type: str
+
+
+class LayerInventories:
+    """Reads layers not yet in the store from the source (one at a time, each once however many
+    images of this object's scans share it) and merges an image's layers."""
+
+    def __init__(
+        self, source: LayerSource, store: LayerInventoryStore, *, spool_dir: Path | None = None
+    ) -> None:
+        self._source = source
+        self._store = store
+        self._spool_dir = spool_dir
+        self._reading: dict[str, asyncio.Task[LayerContents]] = {}
+        self.layers_read = 0  # layers read from the source (not found in the store)
+
+    async def image(self, repository: str, layers: Sequence[Layer]) -> Inventory:
+        contents = []
+        for layer in layers:
+            contents.append((layer.digest, await self.layer(repository, layer)))
+        return merge(contents)
+
+    async def layer(self, repository: str, layer: Layer) -> LayerContents:
+        """One layer's contents: from the store, else read once (concurrent callers share it)."""
+        running = self._reading.get(layer.digest)
+        if running is None:
+            running = asyncio.ensure_future(self._load(repository, layer))
+            self._reading[layer.digest] = running
+            running.add_done_callback(lambda _: self._reading.pop(layer.digest, None))
+        return await asyncio.shield(running)
+
+    async def _load(self, repository: str, layer: Layer) -> LayerContents:
+        document = await self._store.get(layer.digest, FORMAT)
+        if document is not None:
+            return LayerContents.from_json(document)
+        contents = await read_layer(
+            self._source.layer(repository, layer.digest), spool_dir=self._spool_dir
+        )
+        self.layers_read += 1
+        await self._store.put(layer.digest, FORMAT, contents.to_json())
+        return contents
