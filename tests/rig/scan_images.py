@@ -41,7 +41,9 @@ The fixtures (`ScanImages` attributes):
 from __future__ import annotations
 
 import io
+import random
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -569,3 +571,61 @@ def push_two_platform(
         push_scan_image(pusher, repo, None, images.arm64),
     ]
     return push_index(pusher, repo, tag, children, flavor="oci")
+
+
+# -- a large layer, generated as a stream ------------------------------------------------------
+
+
+_PIECE = 1024 * 1024
+
+
+def large_layer_chunks(
+    filler_size: int, small_files: int, tail: list[Entry], *, seed: int = 7
+) -> Iterator[bytes]:
+    """A gzip'd tar layer generated piece by piece, never held whole: `filler_size` bytes of
+    filler in two files (half random, half zeros), `small_files` tiny files, then `tail` (package
+    databases, so a reader must get through the filler to find them).
+
+    The gzip stream is a series of members (valid gzip, as `pigz` writes), each piece compressed
+    on its own; the two filler pieces are compressed once and repeated, so making the stream
+    costs little. Its digest is not computed: give the reader any digest.
+    """
+    random_piece = random.Random(seed).randbytes(_PIECE)
+    compressed_random = gzip_bytes(random_piece)
+    compressed_zeros = gzip_bytes(bytes(_PIECE))
+    half = filler_size // 2 // _PIECE * _PIECE
+    for name, compressed in (
+        ("filler/random.bin", compressed_random),
+        ("filler/zeros.bin", compressed_zeros),
+    ):
+        yield gzip_bytes(_tar_header(name, half))
+        for _ in range(half // _PIECE):
+            yield compressed
+    batch = bytearray()
+    for index in range(small_files):
+        data = f"{index}\n".encode()
+        batch += _tar_header(f"many/{index // 1000:03d}/file-{index:06d}.txt", len(data)) + _padded(
+            data
+        )
+        if len(batch) >= _PIECE:
+            yield gzip_bytes(bytes(batch))
+            batch.clear()
+    for name, data in tail:
+        batch += _tar_header(name, len(data)) + _padded(data)
+    batch += bytes(2 * _TAR_BLOCK)
+    yield gzip_bytes(bytes(batch))
+
+
+_TAR_BLOCK = 512
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = FIXED_EPOCH
+    return info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % _TAR_BLOCK)
