@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null)
 VENV := .venv
 DEBIAN_TEST_PACKAGES := docker-registry skopeo containerd podman nginx memcached swift swift-proxy swift-account swift-container swift-object debootstrap chromium
 
-.PHONY: run test lint typecheck unit contract integration deps runtime-deps debian-deps clean
+.PHONY: run test lint typecheck unit contract integration e2e deps runtime-deps debian-deps clean
 
 # `make run` needs the runtime dependencies only; the tests add the development group.
 # --inexact keeps what the other target installed, so the two don't undo each other.
@@ -62,6 +62,12 @@ contract: deps
 # Swift's s3api, nginx in front of replicas, and the container image built with podman.
 integration: deps debian-deps
 	$(VENV)/bin/pytest -m integration tests/integration
+
+# e2e (about 1 min): the dashboard in Debian's chromium driven by Playwright (never a downloaded
+# browser), against a real server filled by pulls from a real upstream registry; screenshots go
+# to test-artifacts/screenshots/.
+e2e: deps debian-deps
+	$(VENV)/bin/pytest -m e2e tests/e2e
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -15,10 +15,10 @@ from aiohttp import web
 
 from pullthrough import __version__
 from pullthrough.api.access import AccessControl
-from pullthrough.api.admin.context import AdminServices
 from pullthrough.api.request_ids import request_id_of
 from pullthrough.api.ui import pages, session
 from pullthrough.api.ui.formatting import FILTERS
+from pullthrough.api.ui.services import UI_SERVICES, DashboardServices
 from pullthrough.cache.service import PullThroughCache
 
 __all__ = ["UI_ROOT", "build_dashboard"]
@@ -34,7 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def build_dashboard(cache: PullThroughCache, access: AccessControl | None) -> web.Application:
     """The dashboard's application; its routes are full paths under /ui."""
     app = web.Application()
-    app[pages.UI_SERVICES] = AdminServices.open(cache, access)
+    app[UI_SERVICES] = DashboardServices.open(cache, access)
     templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(_HERE / "templates")),
@@ -70,7 +70,7 @@ def _page(handler: Handler, *, public: bool = False) -> Handler:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         try:
             if not public:
-                access = request.app[pages.UI_SERVICES].access
+                access = request.app[UI_SERVICES].access
                 request["ui_viewer"] = await session.viewer(request, access)
                 request["principal"] = request["ui_viewer"].name
             response = await handler(request)
@@ -102,7 +102,7 @@ async def _login_form(request: web.Request) -> web.StreamResponse:
 
 
 async def _login(request: web.Request) -> web.StreamResponse:
-    access = request.app[pages.UI_SERVICES].access
+    access = request.app[UI_SERVICES].access
     form = await request.post()
     username = str(form.get("username", ""))
     if access is None:

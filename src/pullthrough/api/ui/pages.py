@@ -12,19 +12,17 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from pullthrough.api.admin.context import AdminServices
 from pullthrough.api.ui import session
 from pullthrough.api.ui.formatting import iso, ratio
+from pullthrough.api.ui.services import UI_SERVICES, DashboardServices
 from pullthrough.api.ui.tables import Column, csv_response, listing
 from pullthrough.config import RuleConfig
 from pullthrough.errors import RegistryError
 from pullthrough.lifecycle.keeper import SpaceKeeper
 from pullthrough.metadata.inventory import ImageSummary, RepositorySummary, platform_name
-from pullthrough.metadata.stats_history import BUCKET_SECONDS, StatsHistoryStore
+from pullthrough.metadata.stats_history import BUCKET_SECONDS
 from pullthrough.metadata.upstream_state import UpstreamHealth
 from pullthrough.oci.manifest import parse_manifest
-
-UI_SERVICES = web.AppKey("ui_services", AdminServices)
 
 # What the overview's charts can span: (label, seconds, step).
 RANGES = {
@@ -37,7 +35,7 @@ DEFAULT_RANGE = "24h"
 TOP_REPOSITORIES = 10
 
 
-def _services(request: web.Request) -> AdminServices:
+def _services(request: web.Request) -> DashboardServices:
     return request.app[UI_SERVICES]
 
 
@@ -51,17 +49,19 @@ def render(request: web.Request, template: str, **context: Any) -> web.Response:
     return response
 
 
-async def _rules(admin: AdminServices) -> list[RuleConfig]:
-    return sorted((stored.rule for stored in await admin.rules.store.all()), key=lambda r: r.prefix)
+async def _rules(ui: DashboardServices) -> list[RuleConfig]:
+    return sorted(
+        (stored.rule for stored in await ui.cache.rules.store.all()), key=lambda r: r.prefix
+    )
 
 
 # -- overview ---------------------------------------------------------------------------------
 
 
 async def overview(request: web.Request) -> web.Response:
-    admin = _services(request)
-    report = await admin.stats.read()
-    rules = [rule.prefix for rule in await _rules(admin)]
+    ui = _services(request)
+    report = await ui.stats.read()
+    rules = [rule.prefix for rule in await _rules(ui)]
     chosen = request.query.get("rule", "")
     if chosen not in rules:
         chosen = ""
@@ -70,7 +70,7 @@ async def overview(request: web.Request) -> web.Response:
         span_name = DEFAULT_RANGE
     span, step = RANGES[span_name]
     now = time.time()
-    history = await StatsHistoryStore(admin.cache.metadata.engine).series(now - span, now, step)
+    history = await ui.history.series(now - span, now, step)
     picked = [points for prefix, points in history.items() if not chosen or prefix == chosen]
     starts = [p.start for p in picked[0]] if picked else []
     chart = {
@@ -131,12 +131,12 @@ class UpstreamView:
 
 
 async def upstreams(request: web.Request) -> web.Response:
-    admin = _services(request)
-    health = await admin.upstreams.health()
-    states = {state.prefix: state for state in await admin.upstreams.states()}
+    ui = _services(request)
+    health = await ui.cache.metadata.upstreams.health()
+    states = {state.prefix: state for state in await ui.cache.metadata.upstreams.states()}
     now = time.time()
     views = []
-    for rule in await _rules(admin):
+    for rule in await _rules(ui):
         state = states.get(rule.prefix)
         blocked = state.blocked_until if state is not None else None
         views.append(
@@ -202,9 +202,9 @@ def _missing(what: str) -> web.HTTPNotFound:
 
 async def repository(request: web.Request) -> web.Response:
     name = request.query.get("name", "")
-    admin = _services(request)
-    summary = await admin.inventory.repository(name) if name else None
-    images = await admin.inventory.images(name) if summary is not None else None
+    ui = _services(request)
+    summary = await ui.inventory.repository(name) if name else None
+    images = await ui.inventory.images(name) if summary is not None else None
     if summary is None or images is None:
         raise _missing(f"repository {name[:255]!r}")
     page = listing(
@@ -248,9 +248,9 @@ class PlatformManifest:
 
 
 async def _platform_manifest(
-    admin: AdminServices, repository: str, digest: str, platform: str
+    ui: DashboardServices, repository: str, digest: str, platform: str
 ) -> PlatformManifest:
-    stored = await admin.cache.metadata.manifests.in_repository(repository, digest)
+    stored = await ui.cache.metadata.manifests.in_repository(repository, digest)
     if stored is None:
         return PlatformManifest(platform, digest, None, [])
     try:
@@ -265,10 +265,10 @@ async def _platform_manifest(
 async def image(request: web.Request) -> web.Response:
     name = request.query.get("repository", "")
     digest = request.query.get("digest", "")
-    admin = _services(request)
-    images = await admin.inventory.images(name) if name else None
+    ui = _services(request)
+    images = await ui.inventory.images(name) if name else None
     summary = next((i for i in images or () if i.digest == digest), None)
-    stored = await admin.cache.metadata.manifests.in_repository(name, digest) if summary else None
+    stored = await ui.cache.metadata.manifests.in_repository(name, digest) if summary else None
     if summary is None or stored is None:
         raise _missing(f"image {name[:255]}@{digest[:80]}")
     parsed = parse_manifest(stored.content, stored.media_type)
@@ -278,10 +278,10 @@ async def image(request: web.Request) -> web.Response:
             label = platform_name(child.platform) or (
                 "attestation" if child.platform else "unknown"
             )
-            platforms.append(await _platform_manifest(admin, name, child.digest, label))
+            platforms.append(await _platform_manifest(ui, name, child.digest, label))
     else:
         label = summary.platforms[0] if summary.platforms else "unknown"
-        platforms.append(await _platform_manifest(admin, name, digest, label))
+        platforms.append(await _platform_manifest(ui, name, digest, label))
     return render(
         request,
         "image.html",
@@ -297,8 +297,8 @@ async def image(request: web.Request) -> web.Response:
 
 
 async def rules(request: web.Request) -> web.Response:
-    admin = _services(request)
-    policy = await admin.policy.policy()
+    ui = _services(request)
+    policy = await ui.policy.policy()
     policy_text = None
     policy_updated = None
     if policy is not None:
@@ -308,7 +308,7 @@ async def rules(request: web.Request) -> web.Response:
         except ValueError:
             policy_text = document
     templates = []
-    for template in await admin.templates.all():
+    for template in await ui.templates.all():
         lifecycle = template.lifecycle_policy
         if lifecycle:
             with contextlib.suppress(ValueError):
@@ -318,7 +318,7 @@ async def rules(request: web.Request) -> web.Response:
         request,
         "rules.html",
         title="Rules and policy",
-        rules=await _rules(admin),
+        rules=await _rules(ui),
         templates=templates,
         policy_text=policy_text,
         policy_updated=policy_updated,
@@ -329,12 +329,12 @@ async def rules(request: web.Request) -> web.Response:
 
 
 async def space(request: web.Request) -> web.Response:
-    admin = _services(request)
-    settings = admin.cache.settings
-    totals = await admin.inventory.totals()
-    found = await admin.inventory.repositories()
+    ui = _services(request)
+    settings = ui.cache.settings
+    totals = await ui.inventory.totals()
+    found = await ui.inventory.repositories()
     top = sorted(found, key=lambda r: (-r.size_bytes, r.name))[:TOP_REPOSITORIES]
-    keeper = SpaceKeeper(admin.cache.metadata.engine, admin.cache.driver, settings.lifecycle)
+    keeper = SpaceKeeper(ui.cache.metadata.engine, ui.cache.driver, settings.lifecycle)
     expiries, broken = await keeper.preview()
     expiries.sort(key=lambda e: (e.image.repository, e.image.cached_at, e.image.digest))
     max_size = settings.lifecycle.max_size

@@ -1,0 +1,216 @@
+"""The browser tier: a real `pullthrough serve` (auth on) filled with images pulled through it
+from a real upstream registry, and Debian's chromium driven by Playwright (never a downloaded
+browser). Each page's screenshot is saved to `test-artifacts/screenshots/<page>-<width>.png`
+under the repository root."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.rig.images import PushedImage, RegistryPusher, push_image
+from tests.rig.images import push_multi_platform as push_two_platforms
+from tests.rig.oci_build import build_image
+from tests.rig.pusher import basic_authorization
+from tests.rig.registry import UpstreamRegistry
+from tests.rig.server import PullthroughServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
+PREFIX = "up"
+ADMIN, PASSWORD = "alice", "correct horse battery staple"
+ADMIN_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "AliceAdministers",
+            "Effect": "Allow",
+            "Principal": {"User": [ADMIN]},
+            "Action": "registry:*",
+            "Resource": "*",
+        }
+    ],
+}
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    )
+)
+
+
+@dataclass
+class Site:
+    """The server, the images it holds, and what the test's pulls were served as."""
+
+    server: PullthroughServer
+    single: PushedImage  # team/app:v1, one platform
+    multi: PushedImage  # team/multi:latest, linux/amd64 + linux/arm64 (only amd64 pulled)
+    extra: list[PushedImage]  # team/extra-N:v1
+    hits: int = 0
+    misses: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)  # repository -> bytes of its blobs
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def repository(self, image: PushedImage) -> str:
+        return f"{PREFIX}/{image.repo}"
+
+
+def _get(server: PullthroughServer, path: str, accept: str | None = None) -> bytes:
+    headers = {"Authorization": basic_authorization(ADMIN, PASSWORD)}
+    if accept:
+        headers["Accept"] = accept
+    response = httpx.get(server.url + path, headers=headers, timeout=120)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def _pull(server: PullthroughServer, image: PushedImage, reference: str) -> tuple[int, set[str]]:
+    """GET a single-platform image's manifest and blobs; the requests made, the blobs."""
+    _get(server, f"/v2/{PREFIX}/{image.repo}/manifests/{reference}", MANIFEST_TYPES)
+    for blob in image.blobs:
+        _get(server, f"/v2/{PREFIX}/{image.repo}/blobs/{blob.digest}")
+    return 1 + len(image.blobs), {blob.digest for blob in image.blobs}
+
+
+def _fill(server: PullthroughServer, site: Site) -> None:
+    """Pull each image twice (a miss for every request, then a hit) and the index's amd64
+    platform; the counts the overview must show follow from these requests alone."""
+    sizes: dict[str, int] = {}
+    for image in (site.single, *site.extra):
+        requests, _ = _pull(server, image, "v1")
+        site.misses += requests
+        sizes[site.repository(image)] = sum(blob.size for blob in image.blobs)
+    multi, amd64 = site.multi, site.multi.child("amd64")
+    _get(server, f"/v2/{PREFIX}/{multi.repo}/manifests/latest", MANIFEST_TYPES)
+    requests, _ = _pull(server, amd64, amd64.digest)
+    site.misses += 1 + requests
+    sizes[site.repository(multi)] = sum(blob.size for blob in amd64.blobs)
+    # Second pulls: every request a hit.
+    requests, _ = _pull(server, site.single, "v1")
+    site.hits += requests
+    _get(server, f"/v2/{PREFIX}/{multi.repo}/manifests/latest", MANIFEST_TYPES)
+    site.hits += 1
+    site.sizes = sizes
+
+
+def _wait_for_counts(server: PullthroughServer, hits: int, misses: int) -> None:
+    """The workers write their counts every two seconds: poll the overview (logged in as a
+    browser would, with the form's CSRF token) until they are in."""
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        client.get("/ui/login")
+        form = {"username": ADMIN, "password": PASSWORD, "csrf": client.cookies["pullthrough_csrf"]}
+        assert client.post("/ui/login", data=form).status_code == 303
+        deadline = time.monotonic() + 60
+        seen = None
+        while time.monotonic() < deadline:
+            found = re.search(r"(\d+) hits, (\d+) misses", client.get("/ui/").text)
+            seen = (int(found[1]), int(found[2])) if found else None
+            if seen == (hits, misses):
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"the overview never showed {hits} hits, {misses} misses: last {seen}")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    for tool in ("docker-registry",):
+        if shutil.which(tool) is None:
+            pytest.fail(f"missing {tool}: `make debian-deps` installs it", pytrace=False)
+    work = tmp_path_factory.mktemp("dashboard")
+    upstream = UpstreamRegistry(work / "upstream-storage", "anonymous", workdir=work / "registry")
+    upstream.start()
+    server = PullthroughServer(
+        work / "pullthrough",
+        [{"prefix": PREFIX, "upstream": upstream.url, "eager_fill": False}],
+        {"auth": {"enabled": True}},
+    )
+    try:
+        with RegistryPusher(upstream.url) as pusher:
+            single = push_image(
+                pusher,
+                "team/app",
+                "v1",
+                build_image(random.Random(71), flavor="oci", layer_count=3, label="app"),
+                flavor="oci",
+            )
+            multi = push_two_platforms(pusher, "team/multi", "latest", flavor="oci", seed=72)
+            extra = [
+                push_image(
+                    pusher,
+                    f"team/extra-{n}",
+                    "v1",
+                    build_image(
+                        random.Random(80 + n),
+                        flavor="docker",
+                        layer_count=1,
+                        layer_file_size=1024 * (n + 1),
+                        label=f"extra-{n}",
+                    ),
+                    flavor="docker",
+                )
+                for n in range(3)
+            ]
+        server.command("users", "add", ADMIN, stdin=PASSWORD)
+        policy = work / "policy.json"
+        policy.write_text(json.dumps(ADMIN_POLICY))
+        server.command("policy", "put", "-f", str(policy))
+        server.start()
+        built = Site(server, single, multi, extra)
+        _fill(server, built)
+        _wait_for_counts(server, built.hits, built.misses)
+        yield built
+    finally:
+        server.stop()
+        upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"missing {CHROMIUM}: `make debian-deps` installs chromium", pytrace=False)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def new_page(browser: Browser, width_name: str) -> Page:
+    width, height = WIDTHS[width_name]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    return context.new_page()
+
+
+def log_in(page: Page, site: Site, password: str = PASSWORD) -> None:
+    page.goto(site.url + "/ui/login")
+    page.fill("input[name=username]", ADMIN)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def screenshot(page: Page, name: str, width_name: str) -> Path:
+    """Save the whole page, and check it does not scroll sideways."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}-{WIDTHS[width_name][0]}.png"
+    page.screenshot(path=str(path), full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width_name} width"
+    return path

@@ -1,0 +1,158 @@
+"""The dashboard as a person uses it, in headless chromium at desktop and phone widths, against
+a server filled by pulls through it: what each page says, and a screenshot of each."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.e2e.conftest import PREFIX, Site, log_in, new_page, screenshot
+
+pytestmark = pytest.mark.e2e
+
+WIDTH_NAMES = ("desktop", "phone")
+
+
+@pytest.mark.parametrize("width", WIDTH_NAMES)
+def test_the_login_form_refuses_a_wrong_password_and_accepts_the_right_one(
+    site: Site, browser: Browser, width: str
+) -> None:
+    page = new_page(browser, width)
+    page.goto(site.url + "/ui/repositories")
+    expect(page).to_have_url(f"{site.url}/ui/login?next=/ui/repositories")
+    screenshot(page, "login", width)
+
+    log_in(page, site, password="not the password")
+    expect(page.get_by_role("alert")).to_have_text("wrong user name or password")
+    screenshot(page, "login-refused", width)
+    assert not [c for c in page.context.cookies() if c["name"] == "pullthrough_session"]
+
+    log_in(page, site)
+    expect(page.locator("h1")).to_have_text("Overview")
+    session = next(c for c in page.context.cookies() if c["name"] == "pullthrough_session")
+    assert session["httpOnly"] is True
+    assert session["sameSite"] == "Strict"
+    # A page without the cookie is refused: the session is the cookie, nothing else.
+    assert httpx.get(site.url + "/ui/", follow_redirects=False).status_code == 302
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("h1")).to_have_text("Log in")
+    page.goto(site.url + "/ui/space")
+    expect(page.locator("h1")).to_have_text("Log in")
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTH_NAMES)
+def test_the_overview_shows_the_hit_ratio_and_what_was_saved(
+    site: Site, browser: Browser, width: str
+) -> None:
+    page = new_page(browser, width)
+    log_in(page, site)
+    expected = f"{100 * site.hits / (site.hits + site.misses):.1f}%"
+    expect(page.locator("#hit-ratio")).to_have_text(expected)
+    expect(page.locator("#pulls-saved")).to_have_text(str(site.hits))
+    row = page.locator("#rules-table tbody tr", has_text=PREFIX)
+    expect(row.locator("td").nth(2)).to_have_text(str(site.hits))
+    expect(row.locator("td").nth(3)).to_have_text(str(site.misses))
+    # Both charts drawn over the history (uPlot's canvas).
+    expect(page.locator("#chart-requests canvas").first).to_be_visible()
+    expect(page.locator("#chart-bytes canvas").first).to_be_visible()
+    screenshot(page, "overview", width)
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTH_NAMES)
+def test_repositories_show_their_size_and_search_sort_and_pages_work(
+    site: Site, browser: Browser, width: str
+) -> None:
+    page = new_page(browser, width)
+    log_in(page, site)
+    page.goto(site.url + "/ui/repositories")
+    app = site.repository(site.single)
+    row = page.locator("#repositories tbody tr", has_text=app)
+    expect(row.locator("td[data-label=Size]")).to_have_attribute(
+        "title", f"{site.sizes[app]} bytes"
+    )
+    expect(row.locator("td[data-label=Pulls]")).to_have_text("2")
+    screenshot(page, "repositories", width)
+
+    # Search: typing narrows the table (htmx), and the address keeps the query.
+    page.fill("input[name=q]", "extra")
+    expect(page.locator("#repositories tbody tr")).to_have_count(3)
+    expect(page).to_have_url(f"{site.url}/ui/repositories?sort=name&order=asc&q=extra")
+
+    # Sort by size, largest first, two per page: the pages follow the sizes.
+    page.goto(site.url + "/ui/repositories?per_page=2")
+    page.get_by_role("link", name="Size").click()
+    page.get_by_role("link", name="Size ▲").click()
+    by_size = sorted(site.sizes, key=lambda name: -site.sizes[name])
+    names = page.locator("#repositories tbody td[data-label=Repository]")
+    expect(names).to_have_text(by_size[:2])
+    expect(page.locator("#showing")).to_have_text(f"1 to 2 of {len(site.sizes)}")
+    page.get_by_role("link", name="Next").click()
+    expect(names).to_have_text(by_size[2:4])
+    screenshot(page, "repositories-sorted", width)
+    page.context.close()
+
+
+def test_the_csv_export_lists_every_repository_with_its_size(site: Site, browser: Browser) -> None:
+    page = new_page(browser, "desktop")
+    log_in(page, site)
+    page.goto(site.url + "/ui/repositories?per_page=2&q=team")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="CSV").click()
+    download = download_info.value
+    assert download.suggested_filename == "repositories.csv"
+    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+    assert {row["name"]: int(row["size_bytes"]) for row in rows} == site.sizes
+    assert {row["rule"] for row in rows} == {PREFIX}
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTH_NAMES)
+def test_an_index_page_shows_both_platforms_and_the_pulled_ones_layers(
+    site: Site, browser: Browser, width: str
+) -> None:
+    page = new_page(browser, width)
+    log_in(page, site)
+    multi = site.repository(site.multi)
+    page.goto(f"{site.url}/ui/repository?name={multi}")
+    row = page.locator("#images tbody tr").first
+    expect(row.locator("td[data-label=Platforms]")).to_have_text("linux/amd64, linux/arm64")
+    screenshot(page, "repository", width)
+    row.locator("a").click()
+    expect(page.locator("#platforms")).to_have_text("linux/amd64, linux/arm64")
+    amd64 = site.multi.child("amd64")
+    layers = page.locator("section[data-platform='linux/amd64'] table tbody tr")
+    expect(layers).to_have_count(len(amd64.blobs) - 1)  # all but the config
+    expect(page.locator("section[data-platform='linux/arm64']")).to_contain_text("Not cached yet")
+    screenshot(page, "image", width)
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTH_NAMES)
+def test_upstreams_rules_and_space_pages(site: Site, browser: Browser, width: str) -> None:
+    page = new_page(browser, width)
+    log_in(page, site)
+    page.goto(site.url + "/ui/upstreams")
+    upstream = page.locator("#upstreams tbody tr", has_text=PREFIX)
+    expect(upstream.locator("td[data-label=Health]")).to_have_text("reachable")
+    screenshot(page, "upstreams", width)
+
+    page.goto(site.url + "/ui/rules")
+    rule = page.locator("#rules tbody tr", has_text=PREFIX)
+    expect(rule.locator("td[data-label='Eager fill']")).to_have_text("off")
+    expect(page.locator("#policy")).to_contain_text("AliceAdministers")
+    screenshot(page, "rules", width)
+
+    page.goto(site.url + "/ui/space")
+    largest = max(site.sizes, key=lambda name: site.sizes[name])
+    expect(page.locator("#top-repositories tbody tr").first).to_contain_text(largest)
+    expect(page.locator("#expiring")).to_have_text("0 images")
+    screenshot(page, "space", width)
+    page.context.close()
