@@ -29,6 +29,7 @@ from pullthrough.metadata.opening import describe_database, metadata_for
 from pullthrough.metadata.rules import RuleStore
 from pullthrough.storage.layout import DataLayout, blob_key
 from pullthrough.storage.opening import open_blob_storage
+from pullthrough.telemetry import metrics
 from pullthrough.telemetry.logs import configure_logging, writer_paused
 from pullthrough.worker import (
     CLOSE_SECONDS,
@@ -133,6 +134,11 @@ def serve(settings: Settings) -> int:
     rules = asyncio.run(prepare_rules(settings))
     check_credentials(settings, rules)
     asyncio.run(recover(settings))
+    if settings.metrics:
+        # Every process's metrics are files here, read by whichever worker a scrape reaches.
+        metrics.use_directory(DataLayout(settings.data_dir.resolve()).temp_dir / "metrics")
+    else:
+        metrics.disable()
     if settings.auth.enabled:
         # Made here, once, so worker processes never race to create it.
         load_or_create_key(settings.data_dir.resolve())
@@ -230,6 +236,8 @@ class _Supervisor:
                 worker.process.pid,
                 worker.process.exitcode,
             )
+            if worker.process.pid is not None:
+                metrics.worker_exited(worker.process.pid)
             self._workers[i] = self._start()
         return True
 

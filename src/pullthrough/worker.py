@@ -18,12 +18,13 @@ from typing import Protocol
 
 from aiohttp import web
 
-from pullthrough.api.app import CACHE_KEY, build_app
+from pullthrough.api.app import CACHE_KEY, build_app, build_metrics_app
 from pullthrough.api.serving import ServingState
 from pullthrough.cache.blobs import BlobCache
 from pullthrough.cache.fill.lead import LeadFill
 from pullthrough.cache.fill.state import FillState
-from pullthrough.config import RuleConfig, Settings
+from pullthrough.config import RuleConfig, Settings, parse_listen
+from pullthrough.telemetry import metrics
 from pullthrough.telemetry.logs import configure_logging, stop_logging
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,9 @@ async def drain(serving: ServingState, blobs: BlobCache, grace: float) -> DrainR
     return report
 
 
-def _bind(settings: Settings) -> socket.socket:
-    host, port = settings.listen_host, settings.listen_port
+def _bind(settings: Settings, listen: str | None = None) -> socket.socket:
+    """A socket bound to `listen` (the settings' `listen` by default), shared by the workers."""
+    host, port = parse_listen(listen or settings.listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -225,9 +227,14 @@ async def _serve_until_stopped(settings: Settings, link: StartLink) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await runner.setup()  # the app's start: the cache and its database are open after this
+    metrics_runner = None
     try:
         site = web.SockSite(runner, _bind(settings))
         await site.start()
+        if settings.metrics_listen is not None and metrics.enabled():
+            metrics_runner = web.AppRunner(build_metrics_app(runner.app), access_log=None)
+            await metrics_runner.setup()
+            await web.SockSite(metrics_runner, _bind(settings, settings.metrics_listen)).start()
         if not stopping.is_set():  # a SIGTERM during the start: stop without announcing
             link.listening(serving)
         await stopping.wait()
@@ -242,4 +249,6 @@ async def _serve_until_stopped(settings: Settings, link: StartLink) -> None:
         report = await drain(serving, cache.blobs, DRAIN_SECONDS)
         report.log(loop.time() - started)
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()

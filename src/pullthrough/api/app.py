@@ -13,7 +13,8 @@ from pullthrough.access.authz import Authorizer
 from pullthrough.access.tokens import TokenSigner, load_or_create_key
 from pullthrough.api.access import AccessControl
 from pullthrough.api.health import healthz, readiness
-from pullthrough.api.middleware import ADMIN_API_ROOT, make_middleware
+from pullthrough.api.metrics import MetricsPage
+from pullthrough.api.middleware import ADMIN_API_ROOT, echo_request_id, make_middleware
 from pullthrough.api.peer import add_peer_routes
 from pullthrough.api.registry import RegistryApi
 from pullthrough.api.serving import ServingPhase, ServingState
@@ -29,6 +30,7 @@ CACHE_KEY = web.AppKey("cache", PullThroughCache)
 REGISTRY_KEY = web.AppKey("registry", RegistryApi)
 ACCESS_KEY = web.AppKey("access", AccessControl)
 SERVING_KEY = web.AppKey("serving", ServingState)
+METRICS_KEY = web.AppKey("metrics", MetricsPage)
 
 
 def access_control(settings: Settings, cache: PullThroughCache) -> AccessControl:
@@ -59,6 +61,24 @@ async def _registry(request: web.Request) -> web.StreamResponse:
 
 async def _readyz(request: web.Request) -> web.Response:
     return await readiness(request.app[CACHE_KEY], request.app[SERVING_KEY])
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    return await app[METRICS_KEY].serve(request, app[CACHE_KEY], app.get(ACCESS_KEY))
+
+
+def build_metrics_app(main: web.Application) -> web.Application:
+    """The application of the `metrics_listen` listener: `/metrics` of `main` (started), without
+    authentication."""
+    page = MetricsPage()
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        return await page.serve(request, main[CACHE_KEY], None)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
@@ -137,6 +157,8 @@ def build_app(
         middlewares=[serving.middleware(), make_middleware(settings.max_header_bytes)]
     )
     app[SERVING_KEY] = serving
+    app.on_response_prepare.append(echo_request_id)
+    app[METRICS_KEY] = MetricsPage()
 
     async def cache_context(app: web.Application) -> AsyncIterator[None]:
         async with open_cache(settings, credentials) as cache:
@@ -165,6 +187,7 @@ def build_app(
     app.cleanup_ctx.append(cache_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_route("GET", "/token", _token)
     app.router.add_route("POST", "/token", _token)
     app.router.add_route("*", "/v2", _registry)

@@ -1,4 +1,5 @@
-"""Every request: a request id, a header size limit, OCI error bodies, one JSON log line."""
+"""Every request: a request id, a header size limit, OCI error bodies, one JSON log line, and
+its count and duration in the metrics."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from pullthrough.errors import HeadersTooLarge, RegistryError
+from pullthrough.telemetry import metrics
 from pullthrough.telemetry.logs import request_line
+from pullthrough.telemetry.tracing import TRACE, RequestTrace
 
 log = logging.getLogger("pullthrough.access")
 
@@ -33,23 +36,53 @@ def error_response(error: RegistryError, request_id: str) -> web.Response:
     )
 
 
-def log_request(request: web.Request, request_id: str, status: int, started: float) -> None:
+def route_kind(path: str) -> str:
+    """The kind of route a path is, as the request metrics label it (a bounded set)."""
+    if path.startswith("/v2/"):
+        if "/blobs/" in path:
+            return "blob"
+        if "/manifests/" in path:
+            return "manifest"
+        return "other"
+    if path.startswith(ADMIN_API_ROOT):
+        return "admin"
+    if path == "/token":
+        return "token"
+    if path.startswith("/ui"):
+        return "ui"
+    if path == "/metrics":
+        return "metrics"
+    return "other"
+
+
+def log_request(request: web.Request, trace: RequestTrace, status: int, seconds: float) -> None:
     """The request's one log line: its fields are gathered here, and formatted and written by
-    the log's own thread (telemetry/logs.py)."""
-    method, path = request.method, request.raw_path
+    the log's own thread (telemetry/logs.py). The query is left out: it may carry a secret (a
+    token request's, an API key in a form)."""
+    method, path = request.method, request.raw_path.partition("?")[0]
     request_line(
         log,
-        f"{method} {path} {status}",
+        f"{method} {path[:512]} {status}",
         {
-            "request_id": request_id,
+            "request_id": trace.request_id,
             "method": method,
             "path": path[:512],
             "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
             "remote": request.remote,
-            "cache": request.get("cache"),
+            "rule": trace.rule,
+            "cache": trace.cache or request.get("cache"),
+            "bytes": trace.sent,
         },
     )
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """The request id in every response's headers, as they are sent: a response the handler
+    streams itself (a blob) has sent them before the middleware sees it."""
+    request_id = request.get("request_id")
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id
 
 
 def make_middleware(max_header_bytes: int) -> Middleware:
@@ -58,6 +91,8 @@ def make_middleware(max_header_bytes: int) -> Middleware:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex[:16]
         request["request_id"] = request_id
+        trace = RequestTrace(request_id)
+        traced = TRACE.set(trace)
         started = time.perf_counter()
         status = 500
         try:
@@ -99,7 +134,12 @@ def make_middleware(max_header_bytes: int) -> Middleware:
             )
             return error_response(internal, request_id)
         finally:
+            TRACE.reset(traced)
+            seconds = time.perf_counter() - started
+            counted = metrics.current()
+            if counted is not None:
+                counted.request(route_kind(request.path), status, seconds)
             if log.isEnabledFor(logging.INFO):
-                log_request(request, request_id, status, started)
+                log_request(request, trace, status, seconds)
 
     return middleware

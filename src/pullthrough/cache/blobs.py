@@ -43,6 +43,8 @@ from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.layout import blob_key
 from pullthrough.storage.locks import ExclusiveLock, FileLocks, Locks
+from pullthrough.telemetry import metrics
+from pullthrough.telemetry.tracing import record_served
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,21 @@ class BlobStream:
             self._counted(sent)
             raise
         self._counted(sent)
+
+
+async def _reading_fill(
+    pieces: AsyncIterator[bytes | SpoolSpan],
+) -> AsyncIterator[bytes | SpoolSpan]:
+    """A fill's pieces as a reader gets them, counted among the fill's readers meanwhile."""
+    counted = metrics.current()
+    if counted is not None:
+        counted.fill_readers.inc()
+    try:
+        async for piece in pieces:
+            yield piece
+    finally:
+        if counted is not None:
+            counted.fill_readers.dec()
 
 
 async def _from_storage(chunks: AsyncIterator[bytes], key: str) -> AsyncIterator[bytes]:
@@ -251,6 +268,7 @@ class BlobCache:
                 start, end = wanted.resolve(source.size)
             url = await self._presigned(source, redirect_ttl)
             self._stats.hit(prefix, end - start)
+            record_served(prefix, "blob", "hit", end - start)
             if url is not None:
                 return BlobRedirect(url)
             if source.path is not None:
@@ -267,12 +285,17 @@ class BlobCache:
             first, last = wanted.resolve(source.size)
             content_range = f"bytes {first}-{last - 1}/{source.size}"
         return BlobStream(
-            source.spans(first, last),
+            _reading_fill(source.spans(first, last)),
             first,
             last,
             content_range,
-            functools.partial(self._stats.miss, prefix),
+            functools.partial(self._missed, prefix),
         )
+
+    def _missed(self, prefix: str, sent: int) -> None:
+        """A miss's stream ended, `sent` bytes sent."""
+        self._stats.miss(prefix, sent)
+        record_served(prefix, "blob", "miss", sent)
 
     async def _presigned(self, stored: StoredBlob, redirect_ttl: float | None) -> str | None:
         if redirect_ttl is None:

@@ -14,6 +14,7 @@ from pullthrough.access.secrets import SecretStore
 from pullthrough.config import RuleConfig, Settings
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.metadata.upstream_state import StoredChallenge
+from pullthrough.telemetry.tracing import UpstreamRequests
 from pullthrough.upstream.challenge import Challenge
 from pullthrough.upstream.client import RegistryClient, RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.credentials import (
@@ -59,6 +60,7 @@ class Upstreams:
             StoredCredentials(self._secrets, credentials) if self._secrets is not None else None
         )
         self._clients: dict[RuleConfig, RegistryClient] = {}
+        self._observer = UpstreamRequests()
 
     def client(self, rule: RuleConfig) -> RegistryClient:
         client = self._clients.get(rule)
@@ -74,6 +76,7 @@ class Upstreams:
                 shared_state=self._shared,
                 health=self._health,
                 challenges=self._shared,
+                observer=self._observer,
             )
             self._clients[rule] = client
         return client

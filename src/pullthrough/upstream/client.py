@@ -30,6 +30,7 @@ from pullthrough.upstream.blob import UpstreamBlob
 from pullthrough.upstream.credentials import Credential, CredentialProvider, FixedCredential
 from pullthrough.upstream.faults import UpstreamName, read_at_most
 from pullthrough.upstream.health import HealthSink
+from pullthrough.upstream.observer import RequestObserver
 from pullthrough.upstream.ratelimit import RateLimitState
 from pullthrough.upstream.retries import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.throttle import Throttle, ThrottleStore
@@ -106,6 +107,7 @@ class RegistryClient:
         health: HealthSink | None = None,
         challenges: ChallengeStore | None = None,
         clock: Callable[[], float] = time.time,
+        observer: RequestObserver | None = None,
     ) -> None:
         base = URL(base_url.rstrip("/"))
         if not base.absolute or base.scheme not in ("http", "https") or not base.host:
@@ -138,6 +140,7 @@ class RegistryClient:
             retry=retry,
             throttle=Throttle(self._upstream, shared_state, clock=clock),
             health=health,
+            observer=observer,
         )
         self._bounded = aiohttp.ClientTimeout(
             total=timeouts.total_manifest, sock_connect=timeouts.connect, sock_read=timeouts.read

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn, TypeVar
 
@@ -38,6 +39,7 @@ from pullthrough.upstream.faults import (
     unauthorized_message,
 )
 from pullthrough.upstream.health import HealthSink
+from pullthrough.upstream.observer import RequestObserver
 from pullthrough.upstream.ratelimit import RateLimitState
 from pullthrough.upstream.retries import RetryPolicy, UpstreamTimeouts
 from pullthrough.upstream.throttle import Throttle
@@ -68,9 +70,11 @@ class UpstreamTransport:
         retry: RetryPolicy,
         throttle: Throttle,
         health: HealthSink | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.throttle = throttle
         self._health = health
+        self._observer = observer
         self._session = session
         self._upstream = upstream
         self._origin = origin
@@ -186,17 +190,30 @@ class UpstreamTransport:
             sent = dict(headers)
             if authorization is not None and url.origin() == self._origin:
                 sent["Authorization"] = authorization
-            response = await self._session.request(
-                method,
-                url,
-                headers=sent,
-                allow_redirects=False,
-                raise_for_status=False,  # whatever the shared session's default: we map statuses
-                timeout=budget,
-                # Digests are over the bytes as stored; never let a Content-Encoding alter them.
-                auto_decompress=False,
-                read_bufsize=READ_BUFFER_BYTES,
-            )
+            started = time.perf_counter()
+            try:
+                response = await self._session.request(
+                    method,
+                    url,
+                    headers=sent,
+                    allow_redirects=False,
+                    raise_for_status=False,  # whatever the session's default: we map statuses
+                    timeout=budget,
+                    # Digests are over the bytes as stored; never let a Content-Encoding alter
+                    # them.
+                    auto_decompress=False,
+                    read_bufsize=READ_BUFFER_BYTES,
+                )
+            except (aiohttp.ClientError, TimeoutError):
+                if self._observer is not None:
+                    seconds = time.perf_counter() - started
+                    self._observer.answered(self._upstream, method, url, None, seconds, None)
+                raise
+            if self._observer is not None:
+                seconds = time.perf_counter() - started
+                self._observer.answered(
+                    self._upstream, method, url, response.status, seconds, response.headers
+                )
             try:
                 await self.throttle.observe(response.status, response.headers)
             except BaseException:

@@ -38,6 +38,7 @@ from pullthrough.oci.digest import Digest
 from pullthrough.storage.driver import BlobDriver, BlobUpload
 from pullthrough.storage.layout import blob_key
 from pullthrough.storage.locks import ExclusiveLock
+from pullthrough.telemetry import metrics
 from pullthrough.upstream.client import RegistryClient
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ class LeadFill(Fill):
         fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         hasher = self.digest.hasher()
         began = time.monotonic()
+        counted = metrics.current()
+        if counted is not None:
+            counted.fills_in_progress.inc()
         try:
             self._upload = self.driver.upload(self.storage_key)
             if self._upload is not None:
@@ -157,6 +161,10 @@ class LeadFill(Fill):
             self._notify()
         finally:
             os.close(fd)
+            if counted is not None:
+                counted.fill_ended(
+                    self._rule_prefix, self.state is FillState.COMMITTED, self.written
+                )
             if self.state is not FillState.COMMITTED:
                 await self._discard_upload()
             if self.state is not FillState.COMMITTED or self._upload is not None:

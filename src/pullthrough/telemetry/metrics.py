@@ -1,0 +1,322 @@
+"""Prometheus metrics: what each process counts, and the exposition one scrape returns.
+
+`pullthrough serve` with several workers uses prometheus_client's multi-process mode: before
+the workers are forked, `use_directory` points the library at a directory of its own (under
+the data directory's tmp/, emptied at every start), every process writes its values to
+memory-mapped files there, and a scrape answered by any worker reads them all, so it returns
+the sum over the workers. A worker that exits is marked dead (`worker_exited`): its live gauges
+stop counting, its counters stay in the sums.
+
+Counting is cheap on purpose: the request path does a dictionary lookup and a few increments
+of memory-mapped floats, nothing else. With `metrics: false` (`disable`) nothing is counted.
+
+Labels are bounded: route kinds, status codes, rule prefixes (configured by the operator),
+upstream hosts, methods; never a repository, tag or digest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.metrics_core import Metric
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Request latencies span a cached manifest (milliseconds) to a cold large blob (minutes).
+_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+_RUN_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
+
+ROUTE_KINDS = ("manifest", "blob", "token", "admin", "ui", "metrics", "other")
+CACHE_RESULTS = ("hit", "miss", "stale", "revalidated")
+
+
+class Metrics:
+    """Every metric of the server, registered on `registry` (a process's own, in-process mode)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry
+        self.http_requests = Counter(
+            "pullthrough_http_requests_total",
+            "HTTP requests answered, by route kind and status code.",
+            ("route", "code"),
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "pullthrough_http_request_duration_seconds",
+            "Time from a request's arrival to its response's end, by route kind.",
+            ("route",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "pullthrough_cache_requests_total",
+            "Manifests and blobs served, by rule, kind (manifest, blob) and result "
+            "(hit, miss, stale, revalidated).",
+            ("rule", "kind", "result"),
+            registry=r,
+        )
+        self.served_bytes = Counter(
+            "pullthrough_served_bytes_total",
+            "Bytes of manifests and blobs sent to clients, by rule, kind and source: cache "
+            "(stored, so bytes upstream did not send) or upstream (fetched for the request).",
+            ("rule", "kind", "source"),
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "pullthrough_upstream_requests_total",
+            "HTTP requests sent to upstream registries, by rule, host, method and status code "
+            "('error' when no response came).",
+            ("rule", "host", "method", "code"),
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "pullthrough_upstream_request_duration_seconds",
+            "Time until an upstream registry's response headers arrived, by rule.",
+            ("rule",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_bytes = Counter(
+            "pullthrough_upstream_fetched_bytes_total",
+            "Blob bytes downloaded from upstream registries by fills, by rule.",
+            ("rule",),
+            registry=r,
+        )
+        self.ratelimit_remaining = Gauge(
+            "pullthrough_upstream_ratelimit_remaining",
+            "Pulls left in the upstream's rate-limit window (Docker Hub's ratelimit-remaining), "
+            "as last reported, by rule.",
+            ("rule",),
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.ratelimit_limit = Gauge(
+            "pullthrough_upstream_ratelimit_limit",
+            "Pulls allowed per rate-limit window (ratelimit-limit), as last reported, by rule.",
+            ("rule",),
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.fills_in_progress = Gauge(
+            "pullthrough_fills_in_progress",
+            "Blob downloads from upstream running now.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.fill_readers = Gauge(
+            "pullthrough_fill_readers",
+            "Client requests reading a blob while it downloads (a fill's waiters).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.fills = Counter(
+            "pullthrough_fills_total",
+            "Blob downloads finished, by rule and result (committed, failed).",
+            ("rule", "result"),
+            registry=r,
+        )
+        self.eager_fills = Counter(
+            "pullthrough_eager_fills_total",
+            "Blobs of a fetched image filled before any client asked, by result (started, failed).",
+            ("result",),
+            registry=r,
+        )
+        self.lifecycle_runs = Counter(
+            "pullthrough_lifecycle_runs_total",
+            "Lifecycle runs (expiry, size cap, garbage collection), by result (ok, failed).",
+            ("result",),
+            registry=r,
+        )
+        self.lifecycle_duration = Histogram(
+            "pullthrough_lifecycle_run_duration_seconds",
+            "How long lifecycle runs took.",
+            buckets=_RUN_BUCKETS,
+            registry=r,
+        )
+        self.lifecycle_images = Counter(
+            "pullthrough_lifecycle_expired_images_total",
+            "Images removed by lifecycle runs, by reason (policy, size_cap).",
+            ("reason",),
+            registry=r,
+        )
+        self.gc_blobs = Counter(
+            "pullthrough_gc_deleted_blobs_total",
+            "Blobs (and orphan files) deleted by garbage collection.",
+            registry=r,
+        )
+        self.gc_bytes = Counter(
+            "pullthrough_gc_freed_bytes_total",
+            "Bytes freed by garbage collection.",
+            registry=r,
+        )
+        self.scans = Counter(
+            "pullthrough_scans_total",
+            "Vulnerability scans of images finished, by result.",
+            ("result",),
+            registry=r,
+        )
+        self.scan_queue = Gauge(
+            "pullthrough_scan_queue",
+            "Images waiting to be scanned, as last counted.",
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        # Children by their label values, so the request path skips `labels()`' lock.
+        self._requests: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[Counter, Counter]] = {}
+        self._upstream: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        children = self._requests.get((route, status))
+        if children is None:
+            children = (
+                self.http_requests.labels(route, str(status)),
+                self.http_duration.labels(route),
+            )
+            self._requests[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def served(self, rule: str, kind: str, result: str, sent: int) -> None:
+        children = self._cache.get((rule, kind, result))
+        if children is None:
+            source = "upstream" if result == "miss" else "cache"
+            children = (
+                self.cache_requests.labels(rule, kind, result),
+                self.served_bytes.labels(rule, kind, source),
+            )
+            self._cache[(rule, kind, result)] = children
+        children[0].inc()
+        if sent:
+            children[1].inc(sent)
+
+    def fill_ended(self, rule: str, committed: bool, fetched: int) -> None:
+        """A download this process ran ended, committed or not, with `fetched` bytes kept."""
+        self.fills_in_progress.dec()
+        self.fills.labels(rule, "committed" if committed else "failed").inc()
+        if fetched:
+            self.upstream_bytes.labels(rule).inc(fetched)
+
+    def upstream_answered(
+        self, rule: str, host: str, method: str, code: str, seconds: float | None
+    ) -> None:
+        key = (rule, host, method, code)
+        children = self._upstream.get(key)
+        if children is None:
+            children = (
+                self.upstream_requests.labels(rule, host, method, code),
+                self.upstream_duration.labels(rule),
+            )
+            self._upstream[key] = children
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
+
+
+class _Current:
+    """This process's metrics: made at first use (after `use_directory`, in a server), or
+    none at all once `disable` was called."""
+
+    metrics: Metrics | None = None
+    registry: CollectorRegistry | None = None  # in-process mode: where they are registered
+    enabled = True
+    directory: Path | None = None
+
+
+def current() -> Metrics | None:
+    """The metrics to count on, or None when metrics are off."""
+    found = _Current.metrics
+    if found is not None or not _Current.enabled:
+        return found
+    # In multi-process mode the values live in the directory's files, read by a registry made
+    # for each scrape (`gather`); in-process, they are registered on a registry of their own.
+    registry = None if _Current.directory is not None else CollectorRegistry()
+    _Current.metrics = Metrics(registry)
+    _Current.registry = registry
+    return _Current.metrics
+
+
+def use_directory(directory: Path) -> None:
+    """Multi-process mode over `directory`, emptied first: call in the server process before any
+    metric exists and before the workers are forked (prometheus_client reads the directory
+    from the environment when a value is made)."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+    # prometheus_client picks its value class when imported, which may have been before.
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    _Current.directory = directory
+    _Current.metrics = None
+
+
+def disable() -> None:
+    """No metrics in this process (`metrics: false`): nothing is counted, `/metrics` is gone."""
+    _Current.enabled = False
+    _Current.metrics = None
+
+
+def enabled() -> bool:
+    return _Current.enabled
+
+
+def worker_exited(pid: int) -> None:
+    """A worker process ended: its live gauges (fills in progress) stop counting."""
+    if _Current.directory is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, str(_Current.directory))  # type: ignore[no-untyped-call]
+
+
+def gather(extra: Iterable[Metric] = ()) -> CollectorRegistry:
+    """A registry holding every process's metrics (this one's, in-process) and `extra`
+    families collected for this scrape."""
+    registry = CollectorRegistry(auto_describe=False)
+    if _Current.directory is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+            registry, path=str(_Current.directory)
+        )
+    else:
+        current()
+        if _Current.registry is not None:
+            registry.register(_Forward(_Current.registry))
+    families = list(extra)
+    if families:
+        registry.register(_Fixed(families))
+    return registry
+
+
+class _Forward:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self._registry.collect()
+
+
+class _Fixed:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
