@@ -68,7 +68,8 @@ def _parser(range_type: str, base: str) -> Parse | None:
 
 def _in_range(version: Version, parse: Parse, events: Sequence[Event]) -> Verdict | None:
     """OSV's evaluation of one range: events in version order; introduced opens, fixed and
-    last_affected close; limits bound the range from above."""
+    last_affected close; limits bound the range from above. Only `<` compares versions: some
+    univers classes (Alpine's) define `<` and `>` but leave `>=` to a comparison of the text."""
     limits = [parse(e.version) for e in events if e.kind == "limit" and e.version != "*"]
     if limits and not any(version < limit for limit in limits):
         return None
@@ -80,14 +81,14 @@ def _in_range(version: Version, parse: Parse, events: Sequence[Event]) -> Verdic
     fixed: str | None = None
     for event in ordered:
         if event.kind == "introduced":
-            if event.version == "0" or version >= parse(event.version):
+            if event.version == "0" or not version < parse(event.version):
                 affected, fixed = True, None
         elif event.kind == "fixed":
-            if version >= parse(event.version):
+            if not version < parse(event.version):
                 affected = False
             elif affected and fixed is None:
                 fixed = event.version
-        elif event.kind == "last_affected" and version > parse(event.version):
+        elif event.kind == "last_affected" and parse(event.version) < version:
             affected = False
     return Verdict(fixed) if affected else None
 
@@ -131,4 +132,4 @@ def _first_fix_above(affected: Affected, base: str, version: str) -> str | None:
         )
     except (InvalidVersion, ValueError, TypeError):
         return None
-    return next((text for parsed, text in fixes if parsed > current), None)
+    return next((text for parsed, text in fixes if current < parsed), None)
