@@ -20,6 +20,7 @@ from pullthrough.cache.listings import Listings
 from pullthrough.cache.manifests import ManifestCache
 from pullthrough.cache.pulls import PullRecorder
 from pullthrough.cache.rulebook import RuleBook
+from pullthrough.cache.scan_layers import CacheScanning, open_scanning
 from pullthrough.cache.stats import StatsRecorder
 from pullthrough.cache.upstreams import Upstreams
 from pullthrough.config import Settings
@@ -54,6 +55,8 @@ class PullThroughCache:
     peers: Peers
     # Image blobs filled as soon as their manifest is fetched; stopped when the worker drains.
     eager: EagerFill
+    # The scan pool of this worker and the gate its manifest pulls pass (cache/scan_layers.py).
+    scanning: CacheScanning | None = None
 
 
 @asynccontextmanager
@@ -70,6 +73,7 @@ async def open_cache(
     )
     blobs: BlobCache | None = None
     eager: EagerFill | None = None
+    scanning: CacheScanning | None = None
     upstreams: Upstreams | None = None
     # Lease rows every replica sees on PostgreSQL, flocks in tmp/ on SQLite (metadata/opening.py).
     locks = open_locks(settings, metadata)
@@ -98,11 +102,16 @@ async def open_cache(
         )
         eager = EagerFill(blobs, metadata, locks, EagerLimits(max_size=settings.lifecycle.max_size))
         manifests = ManifestCache(metadata, upstreams, locks, pulls, stats, eager)
+        rule_book = RuleBook(rules)
+        scanning = open_scanning(
+            rule_book, manifests, blobs, driver, metadata, locks, layout.temp_dir
+        )
+        scanning.service.start()
         for recorder in (pulls, stats, health):
             recorder.start()
         yield PullThroughCache(
             settings=settings,
-            rules=RuleBook(rules),
+            rules=rule_book,
             metadata=metadata,
             driver=driver,
             upstreams=upstreams,
@@ -115,8 +124,11 @@ async def open_cache(
             locks=locks,
             peers=peers,
             eager=eager,
+            scanning=scanning,
         )
     finally:
+        if scanning is not None:
+            await scanning.service.close()
         if eager is not None:
             await eager.close()
         for recorder in (pulls, stats, health):

@@ -14,7 +14,7 @@ from pullthrough.cli.options import (
     TokenOption,
     admin_session,
 )
-from pullthrough.client.admin import path_segment
+from pullthrough.client.admin import AdminClient, AdminError, path_segment
 
 repos_app = typer.Typer(help="Cached repositories (admin API).", no_args_is_help=True)
 images_app = typer.Typer(help="Cached images of a repository (admin API).", no_args_is_help=True)
@@ -102,17 +102,27 @@ def images_list(
     """A repository's cached images: digest, tags, size, platforms, when cached and pulled."""
     with admin_session(ctx, server, token) as client:
         document = client.get("/images", params={"repository": repository})
+        scans = _scan_summaries(client, repository)
     if output is Output.json:
         render.print_json(document)
         return
     render.print_rows(
-        ("digest", "tags", "size", "platforms", "cached", "last pulled", "pulls"),
-        (_image_row(image) for image in document["images"]),
+        ("digest", "tags", "size", "platforms", "cached", "last pulled", "pulls", "findings"),
+        (_image_row(image, scans.get(image["digest"])) for image in document["images"]),
         f"no images cached in {repository}",
     )
 
 
-def _image_row(image: dict[str, Any]) -> tuple[str, ...]:
+def _scan_summaries(client: AdminClient, repository: str) -> dict[str, dict[str, Any]]:
+    """Each image's scan status and severity counts; none from a server that does not scan."""
+    try:
+        document = client.get("/scan-summaries", params={"repository": repository})
+    except AdminError:
+        return {}
+    return {summary["imageDigest"]: summary for summary in document["images"]}
+
+
+def _image_row(image: dict[str, Any], scan: dict[str, Any] | None = None) -> tuple[str, ...]:
     return (
         render.short_digest(image["digest"]),
         render.cell(image.get("tags")),
@@ -121,7 +131,20 @@ def _image_row(image: dict[str, Any]) -> tuple[str, ...]:
         render.ago(image.get("cached_at")),
         render.ago(image.get("last_pulled_at")),
         str(image.get("pull_count", 0)),
+        _scan_cell(scan),
     )
+
+
+def _scan_cell(scan: dict[str, Any] | None) -> str:
+    """`2 CRITICAL, 1 HIGH`, `none`, or the scan's state when it has no result."""
+    if scan is None or scan["status"] == "NOT_SCANNED":
+        return render.NONE
+    counts = scan.get("findingSeverityCounts") or {}
+    summary = ", ".join(f"{n} {severity}" for severity, n in counts.items() if n)
+    if scan["status"] != "COMPLETE":
+        state = scan["status"].lower().replace("_", " ")
+        return f"{state} ({summary})" if summary else state
+    return summary or "none"
 
 
 @tags_app.command("list")

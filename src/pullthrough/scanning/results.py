@@ -11,7 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pullthrough.metadata.scans import DONE, FAILED, QUEUED, SCANNING, ScanRow
+from pullthrough.metadata.inventory import platform_name
+from pullthrough.metadata.manifests import ManifestStore
+from pullthrough.metadata.scans import DONE, FAILED, QUEUED, SCANNING, ScanRow, ScanStore
+from pullthrough.oci.manifest import parse_manifest
 from pullthrough.scanning.model import SEVERITIES, Finding
 
 ADVISORY_URL = "https://osv.dev/vulnerability/{}"
@@ -200,3 +203,24 @@ _DESCRIPTION = {
     "PENDING": "The image is queued for scanning.",
     NOT_SCANNED: "The image has not been scanned: start a scan with `pullthrough scan`.",
 }
+
+
+async def platform_scans(
+    manifests: ManifestStore, scans: ScanStore, repository: str, digest: str
+) -> list[PlatformScan] | None:
+    """The platform images of cached manifest `digest` of `repository` (itself, or every
+    platform of an index) with their scans; None when the repository does not hold it."""
+    stored = await manifests.in_repository(repository, digest)
+    if stored is None:
+        return None
+    parsed = parse_manifest(stored.content, stored.media_type)
+    if parsed.is_index:
+        children = [
+            (child.digest, platform_name(child.platform))
+            for child in parsed.children
+            if platform_name(child.platform) is not None
+        ]
+    else:
+        children = [(digest, None)]
+    rows = await scans.many([d for d, _ in children])
+    return [PlatformScan(d, name, rows.get(d)) for d, name in children]

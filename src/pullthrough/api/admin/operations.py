@@ -16,6 +16,7 @@ from pullthrough.api.admin import (
     registry_policy,
     rules,
     scanning,
+    scans,
     secrets,
     status,
     templates,
@@ -49,6 +50,16 @@ from pullthrough.api.admin.models import (
     TemplateUpdate,
     UpstreamList,
 )
+from pullthrough.api.admin.scan_models import (
+    GateOverride,
+    GateOverrideList,
+    OverrideInput,
+    SbomDocument,
+    ScanFindings,
+    ScanInput,
+    ScanSummaryList,
+)
+from pullthrough.scanning.model import SEVERITIES
 
 API_ROOT = "/api/v1"
 POLICY_DOCUMENT = "PolicyDocument"  # a body schema written by hand (fields.py), not a model
@@ -115,6 +126,19 @@ _REPOSITORY_QUERY = Parameter(
     "query",
     {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NAME_PATTERN},
     "The repository, e.g. docker-hub/library/nginx.",
+)
+
+_REFERENCE_QUERY = Parameter(
+    "reference",
+    "query",
+    {"type": "string", "minLength": 1, "maxLength": 200},
+    "A tag or a digest of the repository.",
+)
+_DIGEST = Parameter(
+    "digest",
+    "path",
+    {"type": "string", "pattern": scans.DIGEST_PATTERN},
+    "An image's or index's manifest digest.",
 )
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -350,6 +374,104 @@ OPERATIONS: tuple[Operation, ...] = (
         "scanning",
         {200: Scanning},
         body=ScanningInput,
+    ),
+    # scans, findings and the gate
+    Operation(
+        "POST",
+        "/scans",
+        scans.start_scan,
+        "Scan an image (every platform of an index)",
+        "scanning",
+        {202: ScanFindings},
+        body=ScanInput,
+        errors=(404, 409),
+        description="Queues a scan of the image a tag or digest names (fetched through the "
+        "cache when not cached yet) and answers its findings as they are now; GET /findings "
+        "shows the result when its status is COMPLETE.",
+    ),
+    Operation(
+        "GET",
+        "/findings",
+        scans.get_findings,
+        "An image's, index's or tag's scan findings",
+        "scanning",
+        {200: ScanFindings},
+        parameters=(
+            _REPOSITORY_QUERY,
+            _REFERENCE_QUERY,
+            Parameter(
+                "severity",
+                "query",
+                {"type": "string", "enum": list(SEVERITIES)},
+                "Only findings at this severity or more severe.",
+                required=False,
+            ),
+        ),
+        errors=(404, 409),
+        description="As ECR's DescribeImageScanFindings, for an index too: every finding lists "
+        "the platforms it affects.",
+    ),
+    Operation(
+        "GET",
+        "/sbom",
+        scans.get_sbom,
+        "An image's SBOM (CycloneDX JSON)",
+        "scanning",
+        {200: SbomDocument},
+        parameters=(
+            _REPOSITORY_QUERY,
+            _REFERENCE_QUERY,
+            Parameter(
+                "platform",
+                "query",
+                {"type": "string", "maxLength": 64},
+                "For an index: the platform (`linux/arm64`).",
+                required=False,
+            ),
+        ),
+        errors=(404, 409),
+    ),
+    Operation(
+        "GET",
+        "/scan-summaries",
+        scans.list_scan_summaries,
+        "Scan status and severity counts of a repository's images",
+        "scanning",
+        {200: ScanSummaryList},
+        parameters=(_REPOSITORY_QUERY,),
+        errors=(404, 409),
+    ),
+    Operation(
+        "GET",
+        "/gate/overrides",
+        scans.list_gate_overrides,
+        "List the gate's overrides",
+        "scanning",
+        {200: GateOverrideList},
+        errors=(409,),
+    ),
+    Operation(
+        "PUT",
+        "/gate/overrides/{digest}",
+        scans.put_gate_override,
+        "Let an image through the gate whatever its findings",
+        "scanning",
+        {200: GateOverride},
+        body=OverrideInput,
+        parameters=(_DIGEST,),
+        errors=(409,),
+        description="For an image's or an index's digest; every worker honours it within a "
+        "second.",
+    ),
+    Operation(
+        "DELETE",
+        "/gate/overrides/{digest}",
+        scans.delete_gate_override,
+        "Remove a gate override",
+        "scanning",
+        {204: None},
+        parameters=(_DIGEST,),
+        errors=(404, 409),
     ),
     # cache contents
     Operation(

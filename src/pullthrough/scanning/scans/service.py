@@ -33,11 +33,13 @@ from pullthrough.metadata.scanning import ScanningStore
 from pullthrough.metadata.scans import DONE, FAILED, QUEUED, SCANNING, ScanRow, ScanStore
 from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.manifest import parse_manifest
+from pullthrough.scanning.model import Inventory
 from pullthrough.scanning.scans.job import (
     ImageSource,
     MatchFindings,
     NotAnImage,
     ReadInventory,
+    image_layers,
     scan_image,
 )
 from pullthrough.storage.locks import ExclusiveLock, Locks
@@ -165,6 +167,12 @@ class ScanService:
             if not pending or loop.time() >= deadline:
                 return rows
             await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - loop.time())))
+
+    async def inventory(self, repository: str, digest: str) -> Inventory:
+        """What platform image `digest` holds (for its SBOM): layers already read are not read
+        again (inventories are kept per layer)."""
+        _platform, layers = await image_layers(self._source, repository, digest)
+        return await self._read_inventory(repository, layers)
 
     # -- the pool ----------------------------------------------------------------------------
 
