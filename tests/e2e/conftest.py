@@ -5,6 +5,7 @@ under the repository root."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -13,11 +14,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from pullthrough.metadata.scans import ScanStore
+from pullthrough.metadata.store import sqlite_url
+from pullthrough.scanning.model import Finding, Package
+from pullthrough.scanning.results import finding_json
 from tests.rig.images import PushedImage, RegistryPusher, push_image
 from tests.rig.images import push_multi_platform as push_two_platforms
 from tests.rig.oci_build import build_image
@@ -58,7 +65,7 @@ class Site:
 
     server: PullthroughServer
     single: PushedImage  # team/app:v1, one platform
-    multi: PushedImage  # team/multi:latest, linux/amd64 + linux/arm64 (only amd64 pulled)
+    multi: PushedImage  # team/multi:latest, linux/amd64 + linux/arm64, both pulled
     extra: list[PushedImage]  # team/extra-N:v1
     hits: int = 0
     misses: int = 0
@@ -90,18 +97,21 @@ def _pull(server: PullthroughServer, image: PushedImage, reference: str) -> tupl
 
 
 def _fill(server: PullthroughServer, site: Site) -> None:
-    """Pull each image twice (a miss for every request, then a hit) and the index's amd64
-    platform; the counts the overview must show follow from these requests alone."""
+    """Pull every image (a miss for every request), then team/app and the index again (a hit
+    for each): the counts the overview must show follow from these requests alone."""
     sizes: dict[str, int] = {}
     for image in (site.single, *site.extra):
         requests, _ = _pull(server, image, "v1")
         site.misses += requests
         sizes[site.repository(image)] = sum(blob.size for blob in image.blobs)
-    multi, amd64 = site.multi, site.multi.child("amd64")
+    multi = site.multi
     _get(server, f"/v2/{PREFIX}/{multi.repo}/manifests/latest", MANIFEST_TYPES)
-    requests, _ = _pull(server, amd64, amd64.digest)
-    site.misses += 1 + requests
-    sizes[site.repository(multi)] = sum(blob.size for blob in amd64.blobs)
+    site.misses += 1
+    sizes[site.repository(multi)] = 0
+    for child in multi.children:
+        requests, _ = _pull(server, child, child.digest)
+        site.misses += requests
+        sizes[site.repository(multi)] += sum(blob.size for blob in child.blobs)
     # Second pulls: every request a hit.
     requests, _ = _pull(server, site.single, "v1")
     site.hits += requests
@@ -126,6 +136,53 @@ def _wait_for_counts(server: PullthroughServer, hits: int, misses: int) -> None:
                 return
             time.sleep(0.2)
     raise AssertionError(f"the overview never showed {hits} hits, {misses} misses: last {seen}")
+
+
+def finding(advisory: str, severity: str, package: str, fixed: str | None) -> dict[str, Any]:
+    return finding_json(
+        Finding(
+            advisory=advisory,
+            aliases=(),
+            package=Package("Debian", package, "1.0-1", f"pkg:deb/debian/{package}@1.0-1"),
+            severity=severity,
+            score=None,
+            vector=None,
+            fixed_version=fixed,
+            summary=f"{package} does something wrong",
+        )
+    )
+
+
+# What a scan of each platform of team/multi found: one advisory on both, one on each.
+SCAN_FINDINGS = {
+    "amd64": [
+        finding("DSA-0001-1", "CRITICAL", "libfoo", "1.0-2"),
+        finding("CVE-2026-0002", "LOW", "bar", None),
+    ],
+    "arm64": [
+        finding("DSA-0001-1", "CRITICAL", "libfoo", "1.0-2"),
+        finding("GHSA-aaaa-bbbb-cccc", "HIGH", "baz", "2.0"),
+    ],
+}
+
+
+async def _record_scans(server: PullthroughServer, multi: PushedImage) -> None:
+    """Record the platform images' scan results where the scanner keeps them (the scan
+    store of the server's database), as a finished scan of each would."""
+    engine = create_async_engine(sqlite_url(server.data_dir / "metadata.sqlite"))
+    try:
+        scans = ScanStore(engine)
+        for architecture, findings in SCAN_FINDINGS.items():
+            child = multi.child(architecture)
+            await scans.queue(f"{PREFIX}/{multi.repo}", child.digest)
+            await scans.finish(
+                child.digest,
+                platform=f"linux/{architecture}",
+                findings=findings,
+                vulndb_revision=1,
+            )
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +232,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         built = Site(server, single, multi, extra)
         _fill(server, built)
         _wait_for_counts(server, built.hits, built.misses)
+        asyncio.run(_record_scans(server, multi))
         yield built
     finally:
         server.stop()

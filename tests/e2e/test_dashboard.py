@@ -115,7 +115,7 @@ def test_the_csv_export_lists_every_repository_with_its_size(site: Site, browser
 
 
 @pytest.mark.parametrize("width", WIDTH_NAMES)
-def test_an_index_page_shows_both_platforms_and_the_pulled_ones_layers(
+def test_an_index_page_shows_both_platforms_and_their_layers(
     site: Site, browser: Browser, width: str
 ) -> None:
     page = new_page(browser, width)
@@ -127,11 +127,48 @@ def test_an_index_page_shows_both_platforms_and_the_pulled_ones_layers(
     screenshot(page, "repository", width)
     row.locator("a").click()
     expect(page.locator("#platforms")).to_have_text("linux/amd64, linux/arm64")
-    amd64 = site.multi.child("amd64")
-    layers = page.locator("section[data-platform='linux/amd64'] table tbody tr")
-    expect(layers).to_have_count(len(amd64.blobs) - 1)  # all but the config
-    expect(page.locator("section[data-platform='linux/arm64']")).to_contain_text("Not cached yet")
+    for architecture in ("amd64", "arm64"):
+        child = site.multi.child(architecture)
+        layers = page.locator(f"section[data-platform='linux/{architecture}'] table tbody tr")
+        expect(layers).to_have_count(len(child.blobs) - 1)  # all but the config
+        digests = layers.locator("td[data-label=Layer]")
+        expect(digests).to_have_text([f"sha256:{b.digest[7:19]}" for b in child.blobs[1:]])
     screenshot(page, "image", width)
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTH_NAMES)
+def test_an_index_shows_its_platforms_findings_together_filtered_by_severity(
+    site: Site, browser: Browser, width: str
+) -> None:
+    page = new_page(browser, width)
+    log_in(page, site)
+    multi = site.repository(site.multi)
+    page.goto(f"{site.url}/ui/image?repository={multi}&digest={site.multi.digest}")
+    expect(page.locator("#scan-status")).to_have_text("complete")
+    rows = page.locator("#findings-table tbody tr")
+    expect(rows.locator("td[data-label=Advisory] a")).to_have_text(
+        ["DSA-0001-1", "GHSA-aaaa-bbbb-cccc", "CVE-2026-0002"]  # most severe first
+    )
+    shared = rows.filter(has_text="DSA-0001-1")
+    expect(shared.locator("td[data-label=Platforms]")).to_have_text("linux/amd64, linux/arm64")
+    expect(rows.filter(has_text="GHSA").locator("td[data-label=Platforms]")).to_have_text(
+        "linux/arm64"
+    )
+    screenshot(page, "image-findings", width)
+
+    page.select_option("select[name=severity]", "HIGH")
+    expect(page.locator("#findings-shown")).to_have_text("2 of 3 findings")
+    expect(rows.locator("td[data-label=Advisory] a")).to_have_text(
+        ["DSA-0001-1", "GHSA-aaaa-bbbb-cccc"]
+    )
+    with page.expect_download() as download_info:
+        page.locator("#findings a[download]").click()
+    exported = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
+    assert [(row["advisory"], row["severity"], row["platforms"]) for row in exported] == [
+        ("DSA-0001-1", "CRITICAL", "linux/amd64 linux/arm64"),
+        ("GHSA-aaaa-bbbb-cccc", "HIGH", "linux/arm64"),
+    ]
     page.context.close()
 
 

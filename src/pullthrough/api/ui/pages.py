@@ -13,6 +13,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from pullthrough.api.ui import session
+from pullthrough.api.ui.findings import FINDING_COLUMNS, findings_view, severity_filter
 from pullthrough.api.ui.formatting import iso, ratio
 from pullthrough.api.ui.services import UI_SERVICES, DashboardServices
 from pullthrough.api.ui.tables import Column, csv_response, listing
@@ -23,6 +24,7 @@ from pullthrough.metadata.inventory import ImageSummary, RepositorySummary, plat
 from pullthrough.metadata.stats_history import BUCKET_SECONDS
 from pullthrough.metadata.upstream_state import UpstreamHealth
 from pullthrough.oci.manifest import parse_manifest
+from pullthrough.scanning.model import SEVERITIES
 
 # What the overview's charts can span: (label, seconds, step).
 RANGES = {
@@ -262,7 +264,7 @@ async def _platform_manifest(
     return PlatformManifest(platform, digest, config, blobs[1:])
 
 
-async def image(request: web.Request) -> web.Response:
+async def image(request: web.Request) -> web.StreamResponse:
     name = request.query.get("repository", "")
     digest = request.query.get("digest", "")
     ui = _services(request)
@@ -273,15 +275,23 @@ async def image(request: web.Request) -> web.Response:
         raise _missing(f"image {name[:255]}@{digest[:80]}")
     parsed = parse_manifest(stored.content, stored.media_type)
     platforms: list[PlatformManifest] = []
+    scanned: list[tuple[str, str | None]] = []
     if parsed.children:
         for child in parsed.children:
-            label = platform_name(child.platform) or (
-                "attestation" if child.platform else "unknown"
-            )
+            platform = platform_name(child.platform)
+            label = platform or ("attestation" if child.platform else "unknown")
             platforms.append(await _platform_manifest(ui, name, child.digest, label))
+            if platform is not None:  # attestations are not scanned
+                scanned.append((child.digest, platform))
     else:
         label = summary.platforms[0] if summary.platforms else "unknown"
         platforms.append(await _platform_manifest(ui, name, digest, label))
+        scanned.append((digest, summary.platforms[0] if summary.platforms else None))
+    severity = severity_filter(request.query.get("severity"))
+    findings = await findings_view(ui.scans, scanned, severity)
+    if request.query.get("format") == "csv":
+        filename = f"{name.replace('/', '_')}-{digest.partition(':')[2][:12]}-findings.csv"
+        return csv_response(findings.shown, FINDING_COLUMNS, filename)
     return render(
         request,
         "image.html",
@@ -290,6 +300,8 @@ async def image(request: web.Request) -> web.Response:
         media_type=stored.media_type,
         platforms=platforms,
         is_index=bool(parsed.children),
+        findings=findings,
+        severities=SEVERITIES,
     )
 
 

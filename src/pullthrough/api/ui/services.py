@@ -14,6 +14,7 @@ from pullthrough.cache.service import PullThroughCache
 from pullthrough.errors import DigestInvalid
 from pullthrough.metadata.inventory import ConfigReader, Inventory
 from pullthrough.metadata.principals import AccessStore
+from pullthrough.metadata.scans import ScanStore
 from pullthrough.metadata.stats import CacheStatsStore
 from pullthrough.metadata.stats_history import StatsHistoryStore
 from pullthrough.metadata.templates import TemplateStore
@@ -34,6 +35,7 @@ class DashboardServices:
     inventory: Inventory
     stats: CacheStatsStore
     history: StatsHistoryStore
+    scans: ScanStore
 
     @classmethod
     def open(cls, cache: PullThroughCache, access: AccessControl | None) -> DashboardServices:
@@ -46,6 +48,7 @@ class DashboardServices:
             inventory=Inventory(engine, _config_reader(cache.driver)),
             stats=CacheStatsStore(engine),
             history=StatsHistoryStore(engine),
+            scans=ScanStore(engine),
         )
 
 
