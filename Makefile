@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null)
 VENV := .venv
-DEBIAN_TEST_PACKAGES := docker-registry skopeo containerd podman nginx memcached swift swift-proxy swift-account swift-container swift-object debootstrap chromium
+DEBIAN_TEST_PACKAGES := docker-registry skopeo containerd podman nginx memcached swift swift-proxy swift-account swift-container swift-object debootstrap chromium rpm
 
 .PHONY: run test lint typecheck unit contract integration e2e deps runtime-deps debian-deps clean
 

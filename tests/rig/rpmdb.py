@@ -20,15 +20,47 @@ _LICENSE, _ARCH, _SOURCERPM = 1014, 1022, 1044
 _IMMUTABLE = 63
 _INT32, _STRING, _BIN, _I18NSTRING = 4, 6, 7, 9
 
-# The tables rpm's sqlite backend creates (rpm's lib/backend/sqlite.c); the index tables are
-# created empty: readers of installed packages need only `Packages`.
-_SCHEMA = """
-CREATE TABLE 'Packages' (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);
-CREATE TABLE 'Name' (key 'TEXT' NOT NULL, hnum INTEGER NOT NULL, idx INTEGER NOT NULL,
-    FOREIGN KEY (hnum) REFERENCES 'Packages'(hnum));
-CREATE TABLE 'Basenames' (key 'TEXT' NOT NULL, hnum INTEGER NOT NULL, idx INTEGER NOT NULL,
-    FOREIGN KEY (hnum) REFERENCES 'Packages'(hnum));
-"""
+# The tables and indexes rpm 4.18's SQLite backend creates (`rpm --initdb`, read back with
+# sqlite3's .schema): rpm takes a database that lacks one for broken.
+_INDEX_TABLES = {
+    # table: (key type, indexed by key, indexed by hnum)
+    "Name": ("TEXT", True, False),
+    "Basenames": ("TEXT", True, True),
+    "Group": ("TEXT", True, False),
+    "Requirename": ("TEXT", True, True),
+    "Providename": ("TEXT", True, True),
+    "Conflictname": ("TEXT", True, True),
+    "Obsoletename": ("TEXT", True, True),
+    "Triggername": ("TEXT", True, True),
+    "Dirnames": ("TEXT", True, True),
+    "Installtid": ("BLOB", False, False),
+    "Sigmd5": ("BLOB", False, False),
+    "Sha1header": ("TEXT", True, False),
+    "Filetriggername": ("TEXT", True, True),
+    "Transfiletriggername": ("TEXT", True, True),
+    "Recommendname": ("TEXT", True, True),
+    "Suggestname": ("TEXT", True, True),
+    "Supplementname": ("TEXT", True, True),
+    "Enhancename": ("TEXT", True, True),
+}
+
+
+def _schema() -> str:
+    statements = [
+        "CREATE TABLE IF NOT EXISTS 'Packages' "
+        "(hnum INTEGER PRIMARY KEY AUTOINCREMENT,blob BLOB NOT NULL)"
+    ]
+    for table, (key_type, by_key, by_hnum) in _INDEX_TABLES.items():
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS '{table}' (key '{key_type}' NOT NULL, "
+            "hnum INTEGER NOT NULL, idx INTEGER NOT NULL, "
+            "FOREIGN KEY (hnum) REFERENCES 'Packages'(hnum))"
+        )
+        if by_key:
+            statements.append(f"CREATE INDEX '{table}_key_idx' ON '{table}'(key ASC)")
+        if by_hnum:
+            statements.append(f"CREATE INDEX '{table}_hnum_idx' ON '{table}'(hnum ASC)")
+    return ";\n".join(statements) + ";\n"
 
 
 @dataclass(frozen=True)
@@ -84,7 +116,7 @@ def write_rpmdb(path: Path, packages: list[RpmPackage]) -> bytes:
     path.unlink(missing_ok=True)
     connection = sqlite3.connect(path)
     try:
-        connection.executescript(_SCHEMA)
+        connection.executescript(_schema())
         for hnum, package in enumerate(packages, start=1):
             connection.execute(
                 "INSERT INTO Packages (hnum, blob) VALUES (?, ?)", (hnum, header_blob(package))
