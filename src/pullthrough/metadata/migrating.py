@@ -42,6 +42,8 @@ _AFTER_BASELINE = frozenset(
         "vulndb_packages",
         "vulndb_sources",
         "vulndb_archives",
+        "scans",
+        "scan_overrides",
     }
 )
 
