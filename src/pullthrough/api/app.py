@@ -12,6 +12,7 @@ from pullthrough.access.authn import Authenticator
 from pullthrough.access.authz import Authorizer
 from pullthrough.access.tokens import TokenSigner, load_or_create_key
 from pullthrough.api.access import AccessControl
+from pullthrough.api.ecr import LazyAwsApi
 from pullthrough.api.health import healthz, readiness
 from pullthrough.api.metrics import MetricsPage
 from pullthrough.api.middleware import ADMIN_API_ROOT, echo_request_id, make_middleware
@@ -201,5 +202,14 @@ def build_app(
     app.router.add_route("*", "/ui", dashboard.handle)
     app.router.add_route("*", "/ui/{tail:.*}", dashboard.handle)
     add_peer_routes(app, CACHE_KEY)
+    aws_api = LazyAwsApi()
+
+    async def aws(request: web.Request) -> web.StreamResponse:
+        # `aws … --endpoint-url http://host:port` posts to `/`: ECR, Secrets Manager and STS.
+        access = request.app.get(ACCESS_KEY)
+        answer = await aws_api.handle(request, request.app[CACHE_KEY], access)
+        return answer if answer is not None else await _not_found(request)
+
+    app.router.add_route("POST", "/", aws)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

@@ -81,6 +81,10 @@ class AccessStore:
         table = schema.principals
         async with self.engine.begin() as conn:
             result = await conn.execute(table.delete().where(table.c.name == name))
+            # Its AWS access keys go with it: a principal added again later under the same
+            # name does not inherit them.
+            keys = schema.aws_access_keys
+            await conn.execute(keys.delete().where(keys.c.principal == name))
             await bump(conn, ACCESS)
         return bool(result.rowcount)
 
