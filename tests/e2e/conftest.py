@@ -37,13 +37,14 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screensh
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 PREFIX = "up"
 ADMIN, PASSWORD = "alice", "correct horse battery staple"
+SECOND_ADMIN, VIEWER, OTHER_PASSWORD = "bob", "carol", "another long password"
 ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
         {
             "Sid": "AliceAdministers",
             "Effect": "Allow",
-            "Principal": {"User": [ADMIN]},
+            "Principal": {"User": [ADMIN, SECOND_ADMIN]},
             "Action": "registry:*",
             "Resource": "*",
         }
@@ -225,6 +226,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 for n in range(3)
             ]
         server.command("users", "add", ADMIN, stdin=PASSWORD)
+        for user in (SECOND_ADMIN, VIEWER):  # carol may log in, but is no admin
+            server.command("users", "add", user, stdin=OTHER_PASSWORD)
         policy = work / "policy.json"
         policy.write_text(json.dumps(ADMIN_POLICY))
         server.command("policy", "put", "-f", str(policy))
@@ -257,9 +260,9 @@ def new_page(browser: Browser, width_name: str) -> Page:
     return context.new_page()
 
 
-def log_in(page: Page, site: Site, password: str = PASSWORD) -> None:
+def log_in(page: Page, site: Site, password: str = PASSWORD, username: str = ADMIN) -> None:
     page.goto(site.url + "/ui/login")
-    page.fill("input[name=username]", ADMIN)
+    page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
 

@@ -11,7 +11,16 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.conftest import PREFIX, Site, log_in, new_page, screenshot
+from tests.e2e.conftest import (
+    OTHER_PASSWORD,
+    PREFIX,
+    SECOND_ADMIN,
+    VIEWER,
+    Site,
+    log_in,
+    new_page,
+    screenshot,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +53,23 @@ def test_the_login_form_refuses_a_wrong_password_and_accepts_the_right_one(
     expect(page.locator("h1")).to_have_text("Log in")
     page.goto(site.url + "/ui/space")
     expect(page.locator("h1")).to_have_text("Log in")
+    page.context.close()
+
+
+def test_a_deleted_user_loses_the_session_and_a_non_admin_is_refused(
+    site: Site, browser: Browser
+) -> None:
+    page = new_page(browser, "desktop")
+    log_in(page, site, OTHER_PASSWORD, username=SECOND_ADMIN)
+    expect(page.locator("h1")).to_have_text("Overview")
+    assert site.server.command("users", "delete", SECOND_ADMIN).strip() == "bob deleted"
+    page.goto(site.url + "/ui/repositories")
+    expect(page.locator("h1")).to_have_text("Log in")
+    assert not [c for c in page.context.cookies() if c["name"] == "pullthrough_session"]
+
+    log_in(page, site, OTHER_PASSWORD, username=VIEWER)
+    expect(page.get_by_role("alert")).to_contain_text("the dashboard needs registry:Admin")
+    expect(page.get_by_role("alert")).to_contain_text("carol")
     page.context.close()
 
 
