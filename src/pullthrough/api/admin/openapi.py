@@ -31,7 +31,7 @@ _ERROR_HEADERS = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "How to log in."}},
     405: {"Allow": {"schema": {"type": "string"}, "description": "The methods the path takes."}},
 }
-_SUCCESS_DESCRIPTIONS = {200: "OK", 201: "Created", 204: "Done; no body"}
+_SUCCESS_DESCRIPTIONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "Done; no body"}
 
 
 def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
