@@ -19,6 +19,7 @@ from tests.rig.images import FixtureImages, RegistryPusher, push_fixture_images
 from tests.rig.proxy import CountingProxy
 from tests.rig.registry import AuthMode, UpstreamRegistry
 from tests.rig.s3server import S3Server, missing_swift
+from tests.rig.secret_watch import WATCH, register_secret, report
 from tests.rig.server import PullthroughServer
 from tests.rig.token_issuer import TokenIssuer
 
@@ -36,6 +37,19 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = yield
     setattr(item, f"rig_report_{report.when}", report)
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any server log of it holds a secret the tests made
+    (tests/rig/secret_watch.py)."""
+    leaks = WATCH.leaks()
+    if not leaks:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "secrets in server logs", red=True)
+        reporter.write_line(report(leaks), red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
@@ -105,6 +119,9 @@ def upstreams(
         )
         for mode in modes
     }
+    for registry in registries.values():
+        if registry.credentials is not None:
+            register_secret(registry.credentials[1], f"the {registry.auth} upstream's password")
     try:
         for registry in registries.values():
             registry.start()

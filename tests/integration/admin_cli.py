@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.rig.secret_watch import register_command, register_secret
 from tests.rig.server import PullthroughServer, pullthrough_binary
 
 CLI_TIMEOUT = 600.0
@@ -38,7 +39,7 @@ def pullthrough_cli(
         command += ["--server", server.url]
     if token is not None:
         command += ["--token", token]
-    return subprocess.run(
+    result = subprocess.run(
         command,
         input=stdin,
         capture_output=True,
@@ -47,6 +48,10 @@ def pullthrough_cli(
         env=client_environment(env),
         check=False,
     )
+    register_command(args, stdin or "", result.stdout)
+    if token is not None:
+        register_secret(token, "a --token given to the command line")
+    return result
 
 
 def admin_ok(

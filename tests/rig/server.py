@@ -21,6 +21,7 @@ import yaml
 
 from tests.rig.lifecycle import Started
 from tests.rig.ports import free_port
+from tests.rig.secret_watch import register_command, register_environment, register_log
 
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 15.0
@@ -58,6 +59,9 @@ class PullthroughServer(Started):
         }
         tmp_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        # Searched for every secret the session made, at its end (tests/conftest.py).
+        register_log(self.log_path)
+        register_environment(self.env)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -141,6 +145,7 @@ class PullthroughServer(Started):
             timeout=timeout,
             check=False,
         )
+        register_command(args, stdin, result.stdout)
         assert result.returncode == 0, result.stderr
         return result.stdout
 

@@ -34,6 +34,7 @@ from pullthrough.metadata.store import MetadataStore
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.manifest import Descriptor, parse_manifest
 from pullthrough.storage.locks import Locks
+from pullthrough.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +186,17 @@ class EagerFill:
                 if self._stopped or await self._needless(route, digest):
                     return
                 answer = await self._blobs.open(route, Digest.parse(digest), may_import)
+                led = isinstance(answer.source, LeadFill)
+                _count("downloaded" if led else "joined")
                 if isinstance(answer.source, LeadFill):
                     # Hold the slot while this worker downloads: that is what bounds it.
                     await answer.source.wait_done()
                 # Stored, or a fill another worker or replica leads: nothing more to do here.
         except RegistryError as exc:
+            _count("failed")
             log.info("eager fill of %s@%s failed: %s", route.repository, digest, exc.message)
         except Exception:
+            _count("failed")
             log.exception("eager fill of %s@%s failed", route.repository, digest)
         finally:
             self._pending -= 1
@@ -216,3 +221,9 @@ class EagerFill:
         # Held by a replica (leases on PostgreSQL): it streams the fill to whoever asks.
         # Locks of one host name no holder; `open` follows such a fill cheaply.
         return await self._locks.blob_fill(algorithm, hex_digest).holder_url() is not None
+
+
+def _count(result: str) -> None:
+    counted = metrics.current()
+    if counted is not None:
+        counted.eager_fills.labels(result).inc()

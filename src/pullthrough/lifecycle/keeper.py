@@ -30,6 +30,7 @@ from pullthrough.metadata.space import SpaceStore
 from pullthrough.metadata.templates import TemplateStore
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.locks import Locks, holding
+from pullthrough.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,30 @@ class SpaceKeeper:
     async def run(self, repository: str | None = None, now: float | None = None) -> LifecycleReport:
         """Expire, cap and collect; waits while another run (another replica's) is going on."""
         if self._locks is None:
-            return await self._run(repository, now)
+            return await self._counted_run(repository, now)
         async with holding(self._locks.named(LEASE)):
-            return await self._run(repository, now)
+            return await self._counted_run(repository, now)
+
+    async def _counted_run(self, repository: str | None, now: float | None) -> LifecycleReport:
+        """`_run`, its duration and what it removed counted in the metrics."""
+        began = time.monotonic()
+        counted = metrics.current()
+        try:
+            report = await self._run(repository, now)
+        except Exception:
+            if counted is not None:
+                counted.lifecycle_ran(time.monotonic() - began, ok=False)
+            raise
+        if counted is not None:
+            counted.lifecycle_ran(
+                time.monotonic() - began,
+                ok=True,
+                expired=len(report.expired),
+                evicted=len(report.size_cap.evicted) if report.size_cap is not None else 0,
+                blobs_deleted=report.blobs_deleted,
+                bytes_freed=report.bytes_freed,
+            )
+        return report
 
     async def _run(self, repository: str | None, now: float | None) -> LifecycleReport:
         now = time.time() if now is None else now

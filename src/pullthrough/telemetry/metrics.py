@@ -135,7 +135,9 @@ class Metrics:
         )
         self.eager_fills = Counter(
             "pullthrough_eager_fills_total",
-            "Blobs of a fetched image filled before any client asked, by result (started, failed).",
+            "Blobs of a just-fetched image this process began filling before a client asked, "
+            "by result: downloaded (this process fetched it), joined (a fill elsewhere had it "
+            "coming, or it was stored), failed.",
             ("result",),
             registry=r,
         )
@@ -214,6 +216,28 @@ class Metrics:
         self.fills.labels(rule, "committed" if committed else "failed").inc()
         if fetched:
             self.upstream_bytes.labels(rule).inc(fetched)
+
+    def lifecycle_ran(
+        self,
+        seconds: float,
+        *,
+        ok: bool,
+        expired: int = 0,
+        evicted: int = 0,
+        blobs_deleted: int = 0,
+        bytes_freed: int = 0,
+    ) -> None:
+        """A lifecycle run (expiry, size cap, garbage collection) ended."""
+        self.lifecycle_runs.labels("ok" if ok else "failed").inc()
+        self.lifecycle_duration.observe(seconds)
+        if expired:
+            self.lifecycle_images.labels("policy").inc(expired)
+        if evicted:
+            self.lifecycle_images.labels("size_cap").inc(evicted)
+        if blobs_deleted:
+            self.gc_blobs.inc(blobs_deleted)
+        if bytes_freed:
+            self.gc_bytes.inc(bytes_freed)
 
     def upstream_answered(
         self, rule: str, host: str, method: str, code: str, seconds: float | None
