@@ -294,9 +294,7 @@ AdvisoryId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za
 
 
 class GatePolicyInput(Input):
-    repository_filters: Annotated[
-        list[RepositoryFilterInput], Field(min_length=1, max_length=100)
-    ]
+    repository_filters: Annotated[list[RepositoryFilterInput], Field(min_length=1, max_length=100)]
     block_severity: BlockSeverity | None = Field(
         default=None, description="Refuse images with a finding this severe or worse."
     )

@@ -460,8 +460,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=OverrideInput,
         parameters=(_DIGEST,),
         errors=(409,),
-        description="For an image's or an index's digest; every worker honours it within a "
-        "second.",
+        description="For an image's or an index's digest; every worker honours it within a second.",
     ),
     Operation(
         "DELETE",
