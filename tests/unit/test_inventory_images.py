@@ -4,7 +4,9 @@ layer source is the seam (the blobs as the rig built them, in 64 KiB pieces)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from pullthrough.metadata.layer_inventories import LayerInventoryStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.scanning.inventory import Layer, LayerInventories
+from pullthrough.scanning.inventory.records import FORMAT
 from pullthrough.scanning.model import Inventory
 from tests.rig.oci_build import ImageContent
 from tests.rig.pusher import Blob
@@ -190,3 +193,64 @@ async def test_a_failing_source_raises_and_stores_nothing(
 
 def _blobs(image: ScanImage) -> dict[str, Blob]:
     return {blob.digest: blob for blob in image.layers}
+
+
+async def test_concurrent_scans_of_images_sharing_a_layer_read_it_once(
+    images: ScanImages, store: LayerInventoryStore
+) -> None:
+    class Slow(BlobSource):
+        async def layer(self, repository: str, digest: str) -> AsyncIterator[bytes]:
+            async for chunk in super().layer(repository, digest):
+                await asyncio.sleep(0)  # let the other scan start meanwhile
+                yield chunk
+
+    source = Slow(_blobs(images.shared_a) | _blobs(images.shared_b))
+    inventories = LayerInventories(source, store)
+    first, second = await asyncio.gather(
+        inventories.image("scan/a", _layers(images.shared_a)),
+        inventories.image("scan/b", _layers(images.shared_b)),
+    )
+    assert _found(first) == set(images.shared_a.packages)
+    assert _found(second) == set(images.shared_b.packages)
+    assert source.reads[images.shared_a.layers[0].digest] == 1
+    assert inventories.layers_read == 3
+
+
+async def test_a_cancelled_scan_stops_reading_its_layer(
+    images: ScanImages, store: LayerInventoryStore
+) -> None:
+    started, closed = asyncio.Event(), asyncio.Event()
+
+    class Stalled(BlobSource):
+        async def layer(self, repository: str, digest: str) -> AsyncIterator[bytes]:
+            try:
+                yield self._blobs[digest].read()[:1000]
+                started.set()
+                await asyncio.Event().wait()  # an upstream that stops sending
+                yield b""
+            finally:
+                closed.set()
+
+    image = images.debian
+    inventories = LayerInventories(Stalled(_blobs(image)), store)
+    scan = asyncio.ensure_future(inventories.image("scan/x", _layers(image)))
+    await started.wait()
+    scan.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await scan
+    await asyncio.wait_for(closed.wait(), 30)  # the source was closed
+    deadline = asyncio.get_running_loop().time() + 30
+    while _walking() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert not _walking()  # the reading thread ended
+    assert await store.get(image.layers[0].digest, FORMAT) is None
+
+
+def _walking() -> bool:
+    """Whether a thread is still inside the tar walk."""
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_name == "_walk_tar":
+                return True
+            frame = frame.f_back  # type: ignore[assignment]
+    return False

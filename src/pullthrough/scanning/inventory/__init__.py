@@ -37,7 +37,7 @@ class LayerInventories:
         self._source = source
         self._store = store
         self._spool_dir = spool_dir
-        self._reading: dict[str, asyncio.Task[LayerContents]] = {}
+        self._reading: dict[str, _Reading] = {}
         self.layers_read = 0  # layers read from the source (not found in the store)
 
     async def image(self, repository: str, layers: Sequence[Layer]) -> Inventory:
@@ -47,13 +47,23 @@ class LayerInventories:
         return merge(contents)
 
     async def layer(self, repository: str, layer: Layer) -> LayerContents:
-        """One layer's contents: from the store, else read once (concurrent callers share it)."""
-        running = self._reading.get(layer.digest)
-        if running is None:
-            running = asyncio.ensure_future(self._load(repository, layer))
-            self._reading[layer.digest] = running
-            running.add_done_callback(lambda _: self._reading.pop(layer.digest, None))
-        return await asyncio.shield(running)
+        """One layer's contents: from the store, else read once. Concurrent callers share one
+        read; when the last of them gives up (is cancelled), the read stops."""
+        reading = self._reading.get(layer.digest)
+        if reading is None:
+            reading = _Reading(asyncio.ensure_future(self._load(repository, layer)))
+            self._reading[layer.digest] = reading
+        reading.waiters += 1
+        try:
+            return await asyncio.shield(reading.task)
+        finally:
+            reading.waiters -= 1
+            if reading.waiters == 0:
+                if self._reading.get(layer.digest) is reading:
+                    del self._reading[layer.digest]
+                reading.task.cancel()
+                if reading.task.done() and not reading.task.cancelled():
+                    reading.task.exception()  # retrieved: its waiters have raised it
 
     async def _load(self, repository: str, layer: Layer) -> LayerContents:
         document = await self._store.get(layer.digest, FORMAT)
@@ -65,3 +75,9 @@ class LayerInventories:
         self.layers_read += 1
         await self._store.put(layer.digest, FORMAT, contents.to_json())
         return contents
+
+
+@dataclass(slots=True)
+class _Reading:
+    task: asyncio.Task[LayerContents]
+    waiters: int = 0
