@@ -183,7 +183,8 @@ class VulnerabilityDatabase:
         """Import a JSON file (a record or a list of them), a directory tree, or a zip."""
         if not await asyncio.to_thread(path.exists):
             raise FileNotFoundError(f"{path}: no such file or directory")
-        return await self._import(read_records(path), str(path.absolute()))
+        source = await asyncio.to_thread(path.absolute)
+        return await self._import(read_records(path), str(source))
 
     async def _import(self, records: Iterator[Read], source: str) -> ImportReport:
         count = written = unchanged = 0
