@@ -20,7 +20,7 @@ from pullthrough.oci.digest import Digest
 from pullthrough.scanning.gate import Gate
 from pullthrough.scanning.model import Finding, Inventory
 from pullthrough.scanning.scans.job import LayerRef
-from pullthrough.scanning.scans.service import ScanObserver, ScanService
+from pullthrough.scanning.scans.service import ScanService
 from pullthrough.storage.driver import BlobDriver
 from pullthrough.storage.locks import Locks
 
@@ -43,7 +43,6 @@ def open_scanning(
     metadata: MetadataStore,
     locks: Locks,
     spool_dir: Path,
-    observe: ScanObserver | None = None,
 ) -> CacheScanning:
     """The scan pool and the gate over this cache, hooked into its manifest pulls; the pool is
     started (`service.start()`) and closed by the caller. The inventory reader and the
@@ -78,17 +77,11 @@ def open_scanning(
         findings: list[Finding] = await database.findings(inventory)
         return findings
 
-    service = ScanService(
-        metadata, source, read_inventory, match, locks, observe=observe or _not_observed
-    )
+    service = ScanService(metadata, source, read_inventory, match, locks)
     gate = Gate(service, metadata.revisions)
     manifests.scans = service
     manifests.gate = gate
     return CacheScanning(service, gate)
-
-
-def _not_observed(_event: str) -> None:
-    pass
 
 
 class CachedImageSource:

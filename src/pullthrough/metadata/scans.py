@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pullthrough.metadata import schema
@@ -109,6 +109,12 @@ class ScanStore:
         )
         async with self._engine.connect() as conn:
             return [_row(row) for row in await conn.execute(query)]
+
+    async def count_queued(self) -> int:
+        table = schema.scans
+        query = select(func.count()).select_from(table).where(table.c.state == QUEUED)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def claim(self, digest: str, holder: str) -> bool:
         """Move a queued scan to scanning under `holder`; False when someone else did."""

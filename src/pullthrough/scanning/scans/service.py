@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ from pullthrough.scanning.scans.job import (
     scan_image,
 )
 from pullthrough.storage.locks import ExclusiveLock, Locks
+from pullthrough.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,6 @@ class ScanRequest:
     platforms: tuple[tuple[str, str | None], ...]  # (platform image digest, platform)
 
 
-# Called with "started", "done" or "failed" as scans go (metrics).
-ScanObserver = Callable[[str], None]
-
-
-def _ignore(_event: str) -> None:
-    pass
-
-
 class ScanService:
     def __init__(
         self,
@@ -91,7 +84,6 @@ class ScanService:
         match: MatchFindings,
         locks: Locks,
         limits: ScanLimits | None = None,
-        observe: ScanObserver = _ignore,
     ) -> None:
         self.store = ScanStore(metadata.engine)
         self.configuration = ScanningStore(metadata.engine)
@@ -101,7 +93,6 @@ class ScanService:
         self._match = match
         self._locks = locks
         self._limits = limits or ScanLimits()
-        self._observe = observe
         self._leases = LeaseStore(metadata.engine)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
@@ -199,6 +190,9 @@ class ScanService:
                 if time.monotonic() - last_recovery > _ABANDONED_AFTER:
                     last_recovery = time.monotonic()
                     await self._requeue_abandoned()
+                    counted = metrics.current()
+                    if counted is not None:
+                        counted.scan_queue.set(await self.store.count_queued())
                 await self._claim_queued()
             except asyncio.CancelledError:
                 raise
@@ -236,7 +230,6 @@ class ScanService:
 
     async def _scan(self, row: ScanRow, lock: ExclusiveLock) -> None:
         started = time.monotonic()
-        self._observe("started")
         try:
             # Read before matching: a database change while it matches moves the revision on
             # again, and the image is scanned once more.
@@ -250,7 +243,7 @@ class ScanService:
                 findings=outcome.findings,
                 vulndb_revision=revision,
             )
-            self._observe("done")
+            _count("done")
             log.info(
                 "scanned %s@%s in %.1fs: %d finding(s)",
                 row.repository,
@@ -272,7 +265,7 @@ class ScanService:
             await lock.release()
 
     async def _fail(self, row: ScanRow, reason: str) -> None:
-        self._observe("failed")
+        _count("failed")
         log.warning(
             "scanning %s@%s failed: %s",
             row.repository,
@@ -324,3 +317,9 @@ class ScanService:
 
 
 SETTLED = (DONE, FAILED)
+
+
+def _count(result: str) -> None:
+    counted = metrics.current()
+    if counted is not None:
+        counted.scans.labels(result).inc()
