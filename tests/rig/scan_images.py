@@ -8,6 +8,7 @@ Use:
     images.debian.distro                              # ("debian", "12")
     pushed = push_scan_image(pusher, "scan/debian", "12", images.debian)   # a PushedImage
     index = push_two_platform(pusher, "scan/multi", "latest", images)       # amd64 + arm64
+    everything = push_scan_images(pusher, images)   # {"debian": scan/debian:v1, ..., "multi": …}
 
 The fixtures (`ScanImages` attributes):
 
@@ -35,11 +36,17 @@ The fixtures (`ScanImages` attributes):
 - `shared_a`, `shared_b`: two images whose bottom layer is the same blob (`debian`'s first
   layer): a scan of both must read it once.
 
-`ExpectedPackage.purl` is the package URL the inventory must give each package.
+`ExpectedPackage.purl` is the package URL the inventory must give each package; `source_name`
+and `source_version` are set for every OS package (its own name and version when the database
+names no other source).
+
+`large_layer_chunks(filler_size, small_files, tail)` generates a gzip'd layer of any size as a
+stream (for memory tests): filler, many small files, then the files of `tail`.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import random
 import tarfile
@@ -525,8 +532,6 @@ def build_shared_pair(debian: ScanImage) -> tuple[ScanImage, ScanImage]:
 
 
 def _diff_id_of(blob: Blob) -> str:
-    import gzip
-
     return sha256_digest(gzip.decompress(blob.read()))
 
 
@@ -629,3 +634,26 @@ def _tar_header(name: str, size: int) -> bytes:
 
 def _padded(data: bytes) -> bytes:
     return data + bytes(-len(data) % _TAR_BLOCK)
+
+
+SCAN_IMAGE_NAMES = (
+    "debian",
+    "distroless",
+    "alpine",
+    "rocky",
+    "fedora",
+    "rpm_legacy",
+    "shared_a",
+    "shared_b",
+)
+
+
+def push_scan_images(pusher: RegistryPusher, images: ScanImages) -> dict[str, PushedImage]:
+    """Every fixture as `scan/<name>:v1` (`rpm_legacy` as `scan/rpm-legacy`, `shared_a` as
+    `scan/shared-a`...), and the two-platform index as `scan/multi:latest` under "multi"."""
+    pushed = {
+        name: push_scan_image(pusher, f"scan/{name.replace('_', '-')}", "v1", getattr(images, name))
+        for name in SCAN_IMAGE_NAMES
+    }
+    pushed["multi"] = push_two_platform(pusher, "scan/multi", "latest", images)
+    return pushed
