@@ -42,7 +42,7 @@ def _services(request: web.Request) -> DashboardServices:
 
 
 def render(request: web.Request, template: str, **context: Any) -> web.Response:
-    context.setdefault("viewer", request.get("ui_viewer"))
+    context.setdefault("viewer", request.get(session.VIEWER_KEY))
     context["csrf"] = session.csrf_token(request)
     context["auth_on"] = _services(request).access is not None
     context["path"] = request.path

@@ -38,6 +38,10 @@ class Viewer:
     expires_at: float | None = None
 
 
+VIEWER_KEY = web.RequestKey("ui_viewer", Viewer)
+_NEW_CSRF_KEY = web.RequestKey("ui_new_csrf", str)
+
+
 class LoginRefused(Exception):
     """What the login form says back; never which of the name or the password was wrong."""
 
@@ -56,15 +60,15 @@ def csrf_token(request: web.Request) -> str:
     token = request.cookies.get(CSRF_COOKIE)
     if token and len(token) == 32:
         return token
-    fresh: str | None = request.get("ui_new_csrf")
+    fresh = request.get(_NEW_CSRF_KEY)
     if fresh is None:
         fresh = secrets.token_hex(16)
-        request["ui_new_csrf"] = fresh
+        request[_NEW_CSRF_KEY] = fresh
     return fresh
 
 
 def with_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    fresh = request.get("ui_new_csrf")
+    fresh = request.get(_NEW_CSRF_KEY)
     if fresh is not None:
         _set_cookie(request, response, CSRF_COOKIE, fresh, max_age=None)
 
