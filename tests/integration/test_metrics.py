@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from tests.conftest import MakeProxy, StartPullthrough
-from tests.integration.cache_setup import Cache, start_cache, wait_for
+from tests.integration.cache_setup import MANIFEST_PATH, Cache, start_cache, wait_for
 from tests.rig.images import FixtureImages
-from tests.rig.metrics import Scrape, scrape
+from tests.rig.metrics import Scrape, alert_queries, dashboard_queries, metric_names, scrape
 from tests.rig.oci_build import OCI_INDEX, OCI_MANIFEST
 from tests.rig.ports import free_port
 from tests.rig.registry import AuthMode, UpstreamRegistry
@@ -326,3 +326,49 @@ def test_metrics_behind_auth_and_on_metrics_listen(
     )
     assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
     assert openmetrics.text.rstrip().endswith("# EOF")
+
+
+# Counted only when such a thing happens, which this test does not make happen: an image
+# expired by a lifecycle policy or the size cap, a vulnerability scan.
+_EVENT_ONLY = {"pullthrough_lifecycle_expired_images_total", "pullthrough_scans_total"}
+
+
+def test_every_metric_the_dashboard_and_alerts_read_is_in_a_real_scrape(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    fixture_images: FixtureImages,
+    counting_proxy: MakeProxy,
+    pullthrough_server: StartPullthrough,
+) -> None:
+    cache = start_cache(
+        counting_proxy,
+        pullthrough_server,
+        upstreams["anonymous"],
+        {"workers": 2, "lifecycle": {"interval": "1s", "max_size": "10GiB"}},
+    )
+    # Docker Hub's rate-limit headers on manifest answers.
+    cache.proxy.extra_headers(
+        MANIFEST_PATH, {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "76;w=21600"}
+    )
+    image = fixture_images.oci_app
+    # A cold manifest starts its blobs filling (eager fill); then a client pulls them.
+    manifest = cache.get(f"/v2/{RULE}/{image.repo}/manifests/{image.tag}", headers=ACCEPT)
+    assert manifest.status_code == 200
+    for blob in image.blobs:
+        assert cache.get(f"/v2/{RULE}/{image.repo}/blobs/{blob.digest}").status_code == 200
+    assert cache.get("/v2/up/nothing/here/manifests/latest").status_code == 404
+
+    used = metric_names(dashboard_queries() + alert_queries()) - _EVENT_ONLY
+    last: list[Scrape] = []
+
+    def all_there() -> bool:
+        last[:] = [scrape(cache.url("/metrics"))]
+        return used <= last[0].families
+
+    with contextlib.suppress(AssertionError):
+        wait_for(all_there, 30, "every metric to be in the scrape")
+    assert used - last[0].families == set()
+    found = last[0]
+    assert found.value("pullthrough_upstream_ratelimit_remaining", rule=RULE) == 76
+    assert found.value("pullthrough_upstream_ratelimit_limit", rule=RULE) == 100
+    assert found.value("pullthrough_lifecycle_runs_total", result="ok") >= 1
+    assert found.value("pullthrough_storage_max_bytes") == 10 * 1024**3

@@ -52,35 +52,39 @@ class MetricsPage:
             if self._totals is None or time.monotonic() - self._read_at > TOTALS_SECONDS:
                 self._totals = await Inventory(cache.metadata.engine).totals()
                 self._read_at = time.monotonic()
-        totals = self._totals
-        families: list[Metric] = [
+        return storage_families(self._totals, cache.settings.lifecycle.max_size)
+
+
+def storage_families(totals: CacheTotals, cap: int | None) -> list[Metric]:
+    """The storage gauges of a scrape: what the metadata database says is stored, and the
+    size cap (lifecycle.max_size) when there is one."""
+    families: list[Metric] = [
+        GaugeMetricFamily(
+            "pullthrough_storage_bytes",
+            "Bytes of the blobs stored in the cache.",
+            value=totals.blob_bytes,
+        ),
+        GaugeMetricFamily(
+            "pullthrough_storage_blobs", "Blobs stored in the cache.", value=totals.blobs
+        ),
+        GaugeMetricFamily(
+            "pullthrough_cached_repositories",
+            "Repositories holding cached content.",
+            value=totals.repositories,
+        ),
+        GaugeMetricFamily(
+            "pullthrough_cached_manifests", "Manifests cached.", value=totals.manifests
+        ),
+    ]
+    if cap is not None:
+        families.append(
             GaugeMetricFamily(
-                "pullthrough_storage_bytes",
-                "Bytes of the blobs stored in the cache.",
-                value=totals.blob_bytes,
-            ),
-            GaugeMetricFamily(
-                "pullthrough_storage_blobs", "Blobs stored in the cache.", value=totals.blobs
-            ),
-            GaugeMetricFamily(
-                "pullthrough_cached_repositories",
-                "Repositories holding cached content.",
-                value=totals.repositories,
-            ),
-            GaugeMetricFamily(
-                "pullthrough_cached_manifests", "Manifests cached.", value=totals.manifests
-            ),
-        ]
-        cap = cache.settings.lifecycle.max_size
-        if cap is not None:
-            families.append(
-                GaugeMetricFamily(
-                    "pullthrough_storage_max_bytes",
-                    "The size cap (lifecycle.max_size) the stored blobs are kept under.",
-                    value=cap,
-                )
+                "pullthrough_storage_max_bytes",
+                "The size cap (lifecycle.max_size) the stored blobs are kept under.",
+                value=cap,
             )
-        return families
+        )
+    return families
 
 
 async def require_scraper(request: web.Request, access: AccessControl) -> None:
