@@ -5,6 +5,7 @@ metadata component. Inventories come from the rig's real layers."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from pullthrough.metadata.layer_inventories import LayerInventoryStore
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.scanning.inventory import Layer, LayerInventories
 from pullthrough.scanning.model import Distro, Inventory, Package
-from pullthrough.scanning.sbom import cyclonedx_json
+from pullthrough.scanning.sbom import cyclonedx_json, spdx_json
 from tests.rig.pusher import Blob
 from tests.rig.scan_images import ScanImage, build_scan_images
 
@@ -94,3 +95,33 @@ def test_a_package_listed_twice_and_what_was_skipped_are_kept() -> None:
     assert bom["metadata"]["properties"] == [
         {"name": "pullthrough:skipped", "value": inventory.skipped[0]}
     ]
+
+
+async def test_the_spdx_document_lists_every_package_with_its_purl(tmp_path: Path) -> None:
+    images = build_scan_images(tmp_path)
+    image, debian = images.rpm_legacy, images.debian
+    inventory = await _inventory(tmp_path, debian)
+    skipped = (await _inventory(tmp_path, image)).skipped
+    document = json.loads(
+        spdx_json(replace(inventory, skipped=skipped), repository="hub/app", digest=DIGEST)
+    )
+    assert (document["spdxVersion"], document["dataLicense"]) == ("SPDX-2.3", "CC0-1.0")
+    described = [
+        r["relatedSpdxElement"]
+        for r in document["relationships"]
+        if r["spdxElementId"] == "SPDXRef-DOCUMENT" and r["relationshipType"] == "DESCRIBES"
+    ]
+    assert described == ["SPDXRef-Image"]
+    by_id = {p["SPDXID"]: p for p in document["packages"]}
+    assert len(by_id) == len(document["packages"])  # identifiers are unique
+    assert all(re.fullmatch(r"SPDXRef-[A-Za-z0-9.-]+", spdx_id) for spdx_id in by_id)
+    contained = [
+        by_id[r["relatedSpdxElement"]]
+        for r in document["relationships"]
+        if r["spdxElementId"] == "SPDXRef-Image" and r["relationshipType"] == "CONTAINS"
+    ]
+    assert sorted(
+        (p["name"], p["versionInfo"], p["externalRefs"][0]["referenceLocator"]) for p in contained
+    ) == sorted((p.name, p.version, p.purl) for p in debian.packages)
+    assert by_id["SPDXRef-Image"]["primaryPackagePurpose"] == "CONTAINER"
+    assert "Berkeley DB" in document["creationInfo"]["comment"]

@@ -2,7 +2,7 @@
 cyclonedx-python-lib. The image is the metadata component (its reference, its digest, a
 `pkg:oci` package URL); the distribution is an operating-system component; every package is a
 library component with its package URL, version, and as properties the layer and file that
-listed it and its source package.
+listed it and its source package. `spdx_json` gives the same as an SPDX 2.3 JSON document.
 
 Import this module where an SBOM is asked for only: the library takes a while to load.
 """
@@ -10,6 +10,7 @@ Import this module where an SBOM is asked for only: the library takes a while to
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from importlib.metadata import PackageNotFoundError, version
 
@@ -23,6 +24,7 @@ from packageurl import PackageURL
 from pullthrough.scanning.model import Inventory, Package
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
+SPDX_MEDIA_TYPE = "application/spdx+json"
 _PROPERTY = "pullthrough:"
 
 
@@ -112,3 +114,83 @@ def _tool() -> Component:
     except PackageNotFoundError:
         release = None
     return Component(type=ComponentType.APPLICATION, name="pullthrough", version=release)
+
+
+def spdx_json(
+    inventory: Inventory,
+    *,
+    repository: str,
+    digest: str,
+    reference: str | None = None,
+    platform: str | None = None,
+    created: datetime.datetime | None = None,
+) -> str:
+    """The SPDX 2.3 JSON document of one platform image: the image as the described package
+    (purpose CONTAINER), which CONTAINS every package, each with its `purl` external reference."""
+    when = (created or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
+    name = reference or f"{repository}@{digest}"
+    image = {
+        "SPDXID": "SPDXRef-Image",
+        "name": name,
+        "versionInfo": digest,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": False,
+        "primaryPackagePurpose": "CONTAINER",
+        "externalRefs": [_purl_ref(_oci_purl(repository, digest, platform).to_string())],
+    }
+    packages: list[dict[str, object]] = [image]
+    relationships = [
+        {
+            "spdxElementId": "SPDXRef-DOCUMENT",
+            "relationshipType": "DESCRIBES",
+            "relatedSpdxElement": "SPDXRef-Image",
+        }
+    ]
+    for index, package in enumerate(inventory.packages):
+        spdx_id = f"SPDXRef-Package-{index}"
+        entry: dict[str, object] = {
+            "SPDXID": spdx_id,
+            "name": package.name,
+            "versionInfo": package.version,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": False,
+            "externalRefs": [_purl_ref(package.purl)],
+            "comment": f"listed by {package.path} in layer {package.layer}",
+        }
+        if package.source_name is not None:
+            entry["sourceInfo"] = (
+                f"built from source package {package.source_name} {package.source_version or ''}"
+            ).strip()
+        packages.append(entry)
+        relationships.append(
+            {
+                "spdxElementId": "SPDXRef-Image",
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": spdx_id,
+            }
+        )
+    creation_info: dict[str, object] = {
+        "created": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "creators": [f"Tool: pullthrough-{_tool().version or 'unknown'}"],
+    }
+    if inventory.skipped:
+        creation_info["comment"] = "; ".join(f"not read: {s}" for s in inventory.skipped)
+    document = {
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": name,
+        "documentNamespace": f"https://pullthrough.invalid/spdx/{digest}/{uuid.uuid4()}",
+        "creationInfo": creation_info,
+        "packages": packages,
+        "relationships": relationships,
+    }
+    return json.dumps(document, indent=2)
+
+
+def _purl_ref(purl: str) -> dict[str, str]:
+    return {
+        "referenceCategory": "PACKAGE-MANAGER",
+        "referenceType": "purl",
+        "referenceLocator": purl,
+    }
