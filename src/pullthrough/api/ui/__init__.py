@@ -73,7 +73,6 @@ def _page(handler: Handler, *, public: bool = False) -> Handler:
                 access = request.app[UI_SERVICES].access
                 viewer = await session.viewer(request, access)
                 request[session.VIEWER_KEY] = viewer
-                request["principal"] = viewer.name  # for the request's log line
             response = await handler(request)
         except session.NotAnAdmin as refused:
             response = pages.render(request, "refused.html", title="Not allowed", why=str(refused))
