@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pullthrough.metadata import schema
 from pullthrough.metadata.revisions import VULNDB, bump
-from pullthrough.metadata.upserts import upsert, upsert_replacing
+from pullthrough.metadata.upserts import insert_ignore, upsert, upsert_replacing
 
 # Bound parameters per statement: far below SQLite's and asyncpg's limits.
 _CHUNK = 500
@@ -113,7 +113,8 @@ class VulnDbStore:
                 for b, n, e in row.packages
             ]
             if index:
-                await conn.execute(packages.insert(), index)
+                # Ignoring clashes: an import running at the same time may have written them.
+                await conn.execute(insert_ignore(conn, packages), index)
             changed.update((b, n) for row in newer.values() for b, n, _e in row.packages)
             await bump(conn, VULNDB)
         return WriteResult(len(newer), len(rows) - len(newer), frozenset(changed))
