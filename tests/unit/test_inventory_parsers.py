@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from pullthrough.scanning.inventory import purls
 from pullthrough.scanning.inventory.apk import parse_apk_installed
 from pullthrough.scanning.inventory.dpkg import is_dpkg_database, parse_dpkg_status
 from pullthrough.scanning.inventory.layers import kind_of, read_layer
@@ -159,3 +160,41 @@ def test_a_whiteout_of_a_directory_removes_everything_under_it() -> None:
         for name, data in (("sha256:lower", lower), ("sha256:upper", upper))
     ]
     assert [p.name for p in merge(layers).packages] == ["ab"]  # a sibling with a longer name stays
+
+
+@pytest.mark.parametrize(
+    ("kind", "distro", "ecosystem", "purl"),
+    [
+        (
+            FileKind.DPKG,
+            Distro("ubuntu", "22.04"),
+            "Ubuntu",
+            "pkg:deb/ubuntu/libssl3@3.0.2-0ubuntu1.15?arch=amd64&distro=ubuntu-22.04",
+        ),
+        (
+            FileKind.DPKG,
+            None,
+            "Debian",
+            "pkg:deb/debian/libssl3@3.0.2-0ubuntu1.15?arch=amd64",
+        ),
+        (
+            FileKind.APK,
+            Distro("wolfi", "20230201"),
+            "Wolfi",
+            "pkg:apk/wolfi/libssl3@3.0.2-0ubuntu1.15?arch=amd64&distro=20230201",
+        ),
+        (
+            FileKind.RPM,
+            Distro("rhel", "9.4"),
+            "Red Hat",
+            "pkg:rpm/rhel/libssl3@3.0.2-0ubuntu1.15?arch=amd64&distro=rhel-9.4",
+        ),
+    ],
+)
+def test_ecosystem_and_purl_follow_the_distribution(
+    kind: FileKind, distro: Distro | None, ecosystem: str, purl: str
+) -> None:
+    record = PackageRecord("libssl3", "3.0.2-0ubuntu1.15", "amd64", "openssl", "3.0.2")
+    package = purls.package(record, kind, distro, "sha256:l", "p")
+    assert (package.ecosystem, package.purl) == (ecosystem, purl)
+    assert (package.source_name, package.source_version) == ("openssl", "3.0.2")
