@@ -172,12 +172,41 @@ def _check(shape: Shape, value: Any, path: str) -> None:
     elif kind in ("double", "float"):
         assert isinstance(value, int | float) and not isinstance(value, bool), f"{path}"
     elif kind == "timestamp":
-        # boto3 parses it to a datetime; the CLI prints it as ISO 8601 text.
+        # boto3 parses it to a datetime; the CLI (v1) prints the wire value, epoch seconds,
+        # or ISO 8601 text with cli_timestamp_format = iso8601.
         if isinstance(value, str):
             datetime.datetime.fromisoformat(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            assert value > 0, f"{path}: {value!r} is not a time"
         else:
             assert isinstance(value, datetime.datetime), f"{path}: {value!r} is not a time"
     elif kind == "blob":
         assert isinstance(value, bytes | str), f"{path}: {value!r}"
     else:
         raise AssertionError(f"{path}: no check for shape type {kind}")
+
+
+def signed_request(
+    endpoint: str,
+    key: AwsKey,
+    target: str | None,
+    body: bytes,
+    *,
+    service: str = "ecr",
+    secret: str | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """Headers and body of a request signed by botocore's own SigV4 signer, as the AWS CLI
+    signs it (`target` None: a Query-protocol form post)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = (
+        {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        if target is None
+        else {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target}
+    )
+    request = AWSRequest(method="POST", url=endpoint + "/", data=body, headers=headers)
+    credentials = Credentials(key.access_key_id, secret or key.secret_access_key)
+    SigV4Auth(credentials, service, REGION).add_auth(request)
+    return {k: str(v) for k, v in request.headers.items()}, body
