@@ -118,3 +118,21 @@ def test_a_broken_header_is_reported_skipped(tmp_path: Path) -> None:
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+def test_an_rpm_log_with_unmerged_changes_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "rpmdb.sqlite"
+    write_rpmdb(path, ROCKY_PACKAGES)
+    layer, _ = layer_blob(
+        [
+            ("var/lib/rpm/rpmdb.sqlite", path.read_bytes()),
+            ("var/lib/rpm/rpmdb.sqlite-wal", b"\x37\x7f\x06\x82" + bytes(60)),
+            ("usr/lib/sysimage/rpm/rpmdb.sqlite-wal", b""),  # merged: nothing to say
+        ]
+    )
+    inventory = merge([(layer.digest, asyncio.run(read_layer(_chunks(layer.read()))))])
+    assert len(inventory.packages) == len(ROCKY_PACKAGES)
+    assert inventory.skipped == (
+        f"var/lib/rpm/rpmdb.sqlite-wal (layer {layer.digest}): 64 bytes of rpm changes not "
+        "merged into rpmdb.sqlite: its list may be short",
+    )

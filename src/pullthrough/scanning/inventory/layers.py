@@ -60,6 +60,8 @@ def kind_of(path: str) -> FileKind | None:
         return FileKind.APK
     if path in rpm.SQLITE_PATHS:
         return FileKind.RPM
+    if path in rpm.WAL_PATHS:
+        return FileKind.RPM_WAL
     if path in rpm.LEGACY_PATHS:
         return rpm.LEGACY_PATHS[path]
     if python_dists.is_python_metadata(path):
@@ -165,6 +167,13 @@ def _parse(
 ) -> LayerFile:
     if kind in (FileKind.RPM_BERKELEY_DB, FileKind.RPM_NDB):
         return LayerFile(path, kind)
+    if kind is FileKind.RPM_WAL:
+        # rpm merges its log into the database when it closes it: a log left with content
+        # means changes the database file does not show.
+        if not size:
+            return LayerFile(path, kind)
+        problem = f"{size} bytes of rpm changes not merged into rpmdb.sqlite: its list may be short"
+        return LayerFile(path, kind, problem=problem)
     cap = CAPS[kind]
     if size > cap and kind not in _PREFIX_ONLY:
         return LayerFile(path, kind, problem=f"{size} bytes, over the {cap // KIB} KiB read limit")

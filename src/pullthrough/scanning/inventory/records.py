@@ -21,6 +21,8 @@ class FileKind(StrEnum):
     RPM = "rpm"
     RPM_BERKELEY_DB = "rpm-bdb"
     RPM_NDB = "rpm-ndb"
+    # rpmdb.sqlite's write-ahead log: not empty only when rpm stopped before it was merged in.
+    RPM_WAL = "rpm-wal"
     PYTHON = "python"
     NPM = "npm"
     # Something other than a regular file at a package database's path (a symlink, a directory):

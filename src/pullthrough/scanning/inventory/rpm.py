@@ -16,6 +16,7 @@ from pathlib import Path
 from pullthrough.scanning.inventory.records import FileKind, PackageRecord
 
 SQLITE_PATHS = ("var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite")
+WAL_PATHS = tuple(f"{path}-wal" for path in SQLITE_PATHS)
 LEGACY_PATHS = {
     "var/lib/rpm/Packages": FileKind.RPM_BERKELEY_DB,
     "usr/lib/sysimage/rpm/Packages": FileKind.RPM_BERKELEY_DB,
