@@ -228,6 +228,28 @@ async def test_sync_downloads_only_the_archives_that_changed(
     ]
 
 
+async def test_sync_sends_last_modified_back_to_a_server_without_etags(
+    metadata: MetadataStore, archive_server: ArchiveServer
+) -> None:
+    db = VulnerabilityDatabase(metadata.engine)
+    archive_server.etags = False
+    archive_server.archives["PyPI"] = zipped(PYSEC)
+    archive_server.modified["PyPI"] = "Wed, 01 May 2024 10:00:00 GMT"
+
+    await db.sync(archive_server.url, ["PyPI"])
+    unchanged = await db.sync(archive_server.url, ["PyPI"])
+    archive_server.archives["PyPI"] = zipped(PYSEC, GHSA)
+    archive_server.modified["PyPI"] = "Thu, 02 May 2024 10:00:00 GMT"
+    changed = await db.sync(archive_server.url, ["PyPI"])
+
+    assert [a.outcome for a in (*unchanged.archives, *changed.archives)] == [
+        "unchanged",
+        "updated",
+    ]
+    assert archive_server.requests == [("PyPI", 200), ("PyPI", 304), ("PyPI", 200)]
+    assert (await db.status()).archives[0].last_modified == "Thu, 02 May 2024 10:00:00 GMT"
+
+
 async def test_within_a_changed_archive_only_records_whose_modified_moved_are_rewritten(
     metadata: MetadataStore, archive_server: ArchiveServer
 ) -> None:

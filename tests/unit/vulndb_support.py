@@ -53,6 +53,9 @@ class ArchiveServer:
         self.archives: dict[str, bytes] = {}
         self.requests: list[tuple[str, int]] = []  # (ecosystem, status answered)
         self.url = ""
+        # False: a server that sends only Last-Modified (each archive's, from `modified`).
+        self.etags = True
+        self.modified: dict[str, str] = {}
 
     def etag(self, ecosystem: str) -> str:
         return '"' + hashlib.sha256(self.archives[ecosystem]).hexdigest()[:16] + '"'
@@ -63,8 +66,14 @@ class ArchiveServer:
             self.requests.append((ecosystem, 404))
             raise web.HTTPNotFound()
         etag = self.etag(ecosystem)
-        headers = {"ETag": etag, "Last-Modified": "Wed, 01 May 2024 10:00:00 GMT"}
-        if request.headers.get("If-None-Match") == etag:
+        last_modified = self.modified.get(ecosystem, "Wed, 01 May 2024 10:00:00 GMT")
+        headers = {"Last-Modified": last_modified}
+        if self.etags:
+            headers["ETag"] = etag
+        if self.etags and request.headers.get("If-None-Match") == etag:
+            self.requests.append((ecosystem, 304))
+            return web.Response(status=304, headers=headers)
+        if not self.etags and request.headers.get("If-Modified-Since") == last_modified:
             self.requests.append((ecosystem, 304))
             return web.Response(status=304, headers=headers)
         self.requests.append((ecosystem, 200))
