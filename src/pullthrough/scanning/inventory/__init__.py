@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pullthrough.metadata.layer_inventories import LayerInventoryStore
 from pullthrough.scanning.inventory.layers import read_layer
@@ -18,13 +19,23 @@ from pullthrough.scanning.inventory.merge import merge
 from pullthrough.scanning.inventory.records import FORMAT, LayerContents
 from pullthrough.scanning.model import Inventory, LayerSource
 
-__all__ = ["Layer", "LayerInventories"]
+__all__ = ["Layer", "LayerDescriptor", "LayerInventories"]
 
 
 @dataclass(frozen=True, slots=True)
 class Layer:
     digest: str
-    media_type: str
+    media_type: str  # informational: the compression is told by the blob's first bytes
+
+
+class LayerDescriptor(Protocol):
+    """Anything naming a layer as a manifest does (`Layer`, or the scan jobs' own)."""
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def media_type(self) -> str: ...
 
 
 class LayerInventories:
@@ -40,13 +51,13 @@ class LayerInventories:
         self._reading: dict[str, _Reading] = {}
         self.layers_read = 0  # layers read from the source (not found in the store)
 
-    async def image(self, repository: str, layers: Sequence[Layer]) -> Inventory:
+    async def image(self, repository: str, layers: Sequence[LayerDescriptor]) -> Inventory:
         contents = []
         for layer in layers:
             contents.append((layer.digest, await self.layer(repository, layer)))
         return merge(contents)
 
-    async def layer(self, repository: str, layer: Layer) -> LayerContents:
+    async def layer(self, repository: str, layer: LayerDescriptor) -> LayerContents:
         """One layer's contents: from the store, else read once. Concurrent callers share one
         read; when the last of them gives up (is cancelled), the read stops."""
         reading = self._reading.get(layer.digest)
@@ -65,7 +76,7 @@ class LayerInventories:
                 if reading.task.done() and not reading.task.cancelled():
                     reading.task.exception()  # retrieved: its waiters have raised it
 
-    async def _load(self, repository: str, layer: Layer) -> LayerContents:
+    async def _load(self, repository: str, layer: LayerDescriptor) -> LayerContents:
         document = await self._store.get(layer.digest, FORMAT)
         if document is not None:
             return LayerContents.from_json(document)
