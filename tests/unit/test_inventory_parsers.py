@@ -198,3 +198,26 @@ def test_ecosystem_and_purl_follow_the_distribution(
     package = purls.package(record, kind, distro, "sha256:l", "p")
     assert (package.ecosystem, package.purl) == (ecosystem, purl)
     assert (package.source_name, package.source_version) == ("openssl", "3.0.2")
+
+
+def test_an_opaque_root_hides_every_lower_file_but_not_its_own() -> None:
+    lower = tar_layer(
+        [
+            ("etc/os-release", DEBIAN_OS_RELEASE),
+            ("var/lib/dpkg/status", dpkg_status()),
+        ]
+    )
+    upper = tar_layer(
+        [
+            (".wh..wh..opq", b""),
+            ("app/node_modules/kept/package.json", b'{"name": "kept", "version": "1.0.0"}'),
+        ]
+        + [(f"tmp/.wh.gone-{i}", b"") for i in range(2000)]
+    )
+    layers = [
+        (name, asyncio.run(read_layer(_chunks(data))))
+        for name, data in (("sha256:lower", lower), ("sha256:upper", upper))
+    ]
+    inventory = merge(layers)
+    assert inventory.distro is None
+    assert [p.name for p in inventory.packages] == ["kept"]

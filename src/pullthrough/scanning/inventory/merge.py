@@ -23,10 +23,10 @@ def merge(layers: Sequence[tuple[str, LayerContents]]) -> Inventory:
     for digest, contents in layers:
         if contents.problem:
             skipped.append(f"layer {digest}: {contents.problem}")
-        for directory in contents.opaque:
-            _remove_under(present, directory, including_itself=False)
-        for path in contents.whiteouts:
-            _remove_under(present, path, including_itself=True)
+        if contents.whiteouts or contents.opaque:
+            deleted, opaque = set(contents.whiteouts), set(contents.opaque)
+            for path in [p for p in present if _hidden(p, deleted, opaque)]:
+                del present[path]
         for file in contents.files:
             present[file.path] = (digest, file)
     distro = _distro(present)
@@ -45,14 +45,17 @@ def merge(layers: Sequence[tuple[str, LayerContents]]) -> Inventory:
     return Inventory(distro=distro, packages=tuple(packages), skipped=tuple(skipped))
 
 
-def _remove_under(
-    present: dict[str, tuple[str, LayerFile]], path: str, *, including_itself: bool
-) -> None:
-    prefix = path.rstrip("/") + "/" if path else ""
-    for existing in [
-        p for p in present if p.startswith(prefix) or (including_itself and p == path)
-    ]:
-        del present[existing]
+def _hidden(path: str, deleted: set[str], opaque: set[str]) -> bool:
+    """Whether a lower layer's file is gone: it or a directory above it was deleted, or a
+    directory above it was made opaque (the root is "")."""
+    if path in deleted:
+        return True
+    parent = path
+    while parent:
+        parent = parent.rpartition("/")[0]
+        if parent in deleted or parent in opaque:
+            return True
+    return False
 
 
 def _distro(present: dict[str, tuple[str, LayerFile]]) -> Distro | None:
