@@ -118,7 +118,8 @@ async def test_sync_uses_the_configured_url_and_ecosystems_and_then_gets_304s(
     archive_server.archives["Alpine"] = zipped(
         osv("ALPINE-CVE-1", "Alpine:v3.19", "busybox", "1.36.1-r16")
     )
-    archive_server.archives["PyPI"] = zipped(osv("PYSEC-1", "PyPI", "tool", "1.1"))
+    broken = {"id": "BROKEN-1", "modified": "soon"}
+    archive_server.archives["PyPI"] = zipped(osv("PYSEC-1", "PyPI", "tool", "1.1"), broken)
 
     first = await pullthrough(config, "vulndb", "sync")
     second = await pullthrough(config, "vulndb", "sync", "--output", "json")
@@ -132,6 +133,11 @@ async def test_sync_uses_the_configured_url_and_ecosystems_and_then_gets_304s(
     (alpine,) = json.loads(second[1])["archives"]
     assert (alpine["ecosystem"], alpine["outcome"], alpine["written"]) == ("Alpine", "unchanged", 0)
     assert other[0] == 1
+    assert (
+        f"pullthrough: PyPI: skipped 1 record that could not be read, first: "
+        f"{archive_server.url}/PyPI/all.zip:BROKEN-1.json: BROKEN-1: modified 'soon' is not an "
+        "RFC 3339 time"
+    ) in other[2]
     assert (
         f"pullthrough: Nope: GET {archive_server.url}/Nope/all.zip answered 404 Not Found"
         in other[2]

@@ -115,6 +115,14 @@ def vulndb_sync(
                 render.cell(archive.url),
             )
         render.console().print(table)
+    for archive in report.archives:
+        if archive.report is not None and archive.report.invalid:
+            count = _plural(len(archive.report.invalid), "record")
+            typer.echo(
+                f"pullthrough: {archive.ecosystem}: skipped {count} that could not be read, "
+                f"first: {archive.report.invalid[0]}",
+                err=True,
+            )
     for failed in report.failed:
         typer.echo(f"pullthrough: {failed.ecosystem}: {failed.message}", err=True)
     if report.failed:

@@ -252,9 +252,9 @@ class VulnerabilityDatabase:
                 )
                 await self._store.note_source({ecosystem.partition(":")[0]}, url)
                 return ArchiveOutcome(ecosystem, url, "unchanged")
-            if not zipfile.is_zipfile(answer.path):
+            if not await asyncio.to_thread(zipfile.is_zipfile, answer.path):
                 return ArchiveOutcome(ecosystem, url, "failed", f"{url} is not a zip archive")
-            report = await self._import(read_records(answer.path), url)
+            report = await self._import(read_records(answer.path, url), url)
         await self._store.save_archive(
             ArchiveState(
                 ecosystem, url, answer.etag, answer.last_modified, report.records, now, now

@@ -44,25 +44,26 @@ def _from_json(text: str | bytes, where: str) -> Iterator[Read]:
         yield Record(advisory, json.dumps(item, separators=(",", ":"), ensure_ascii=False))
 
 
-def _from_zip(path: Path) -> Iterator[Read]:
+def _from_zip(path: Path, label: str) -> Iterator[Read]:
     with zipfile.ZipFile(path) as archive:
         for member in archive.infolist():
             if member.is_dir() or not member.filename.endswith(".json"):
                 continue
-            yield from _from_json(archive.read(member), f"{path}:{member.filename}")
+            yield from _from_json(archive.read(member), f"{label}:{member.filename}")
 
 
-def read_records(path: Path) -> Iterator[Read]:
-    """Every record under `path`, in a stable order; what cannot be read is an `Invalid`."""
+def read_records(path: Path, label: str | None = None) -> Iterator[Read]:
+    """Every record under `path`, in a stable order; what cannot be read is an `Invalid`
+    (naming the zip as `label`, when given: the URL it was downloaded from)."""
     if path.is_dir():
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             if file.suffix == ".json":
                 yield from _from_json(file.read_bytes(), str(file))
             elif file.suffix == ".zip":
-                yield from _from_zip(file)
+                yield from _from_zip(file, str(file))
         return
     if zipfile.is_zipfile(path):
-        yield from _from_zip(path)
+        yield from _from_zip(path, label or str(path))
         return
     yield from _from_json(path.read_bytes(), str(path))
 
