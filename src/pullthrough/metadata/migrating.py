@@ -44,6 +44,7 @@ _AFTER_BASELINE = frozenset(
         "vulndb_archives",
         "scans",
         "scan_overrides",
+        "cache_stats_history",
     }
 )
 
