@@ -221,3 +221,21 @@ def test_an_opaque_root_hides_every_lower_file_but_not_its_own() -> None:
     inventory = merge(layers)
     assert inventory.distro is None
     assert [p.name for p in inventory.packages] == ["kept"]
+
+
+def test_a_hard_link_to_a_database_file_lists_what_its_target_does() -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        data = b'{"name": "linked", "version": "2.0.0"}'
+        info = tarfile.TarInfo("a/node_modules/linked/package.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("b/node_modules/linked/package.json")
+        link.type = tarfile.LNKTYPE
+        link.linkname = "a/node_modules/linked/package.json"
+        archive.addfile(link)
+    contents = asyncio.run(read_layer(_chunks(buffer.getvalue())))
+    assert sorted(p.path for p in merge([("sha256:l", contents)]).packages) == [
+        "a/node_modules/linked/package.json",
+        "b/node_modules/linked/package.json",
+    ]

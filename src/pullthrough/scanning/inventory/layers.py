@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -143,6 +144,12 @@ def _walk_tar(feed: ChunkFeed, spool_dir: Path | None) -> LayerContents:
             kind = kind_of(path)
             if kind is None:
                 continue
+            if member.islnk():
+                # A hard link to a file earlier in this layer: the same contents.
+                target = files.get(_normalized(member.linkname))
+                if target is not None and target.kind is kind:
+                    files[path] = replace(target, path=path)
+                    continue
             if not member.isfile():
                 files[path] = LayerFile(path, FileKind.NOT_A_FILE)
                 continue
