@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pullthrough.scanning.matching import lookups, match
+from pullthrough.scanning.matching.distros import os_scope
 from pullthrough.scanning.matching.osv import Advisory, OsvError, parse_record
 from pullthrough.scanning.model import Distro, Finding, Inventory, Package
 
@@ -425,3 +426,32 @@ def test_a_record_that_is_not_osv_is_refused_with_what_is_wrong(
 ) -> None:
     with pytest.raises(OsvError, match=re.escape(message)):
         parse_record(document)
+
+
+@pytest.mark.parametrize(
+    ("distro", "ecosystem", "applies"),
+    [
+        (Distro("almalinux", "9.4"), "AlmaLinux:9", True),
+        (Distro("almalinux", "9.4"), "AlmaLinux:8", False),
+        (Distro("rhel", "9.2"), "Red Hat:rhel_eus:9.2::baseos", True),
+        (Distro("rhel", "9.4"), "Red Hat:rhel_eus:9.2::baseos", False),
+        (Distro("rhel", "9.4"), "Red Hat:openshift:9::el9", False),
+        (Distro("sles", "15.5"), "SUSE:Linux Enterprise Server 15 SP5", True),
+        (Distro("sles", "15.5"), "SUSE:Linux Enterprise Module for Basesystem 15 SP5", True),
+        (Distro("sles", "15.5"), "SUSE:Linux Enterprise Server 15 SP4", False),
+        (Distro("opensuse-leap", "15.5"), "openSUSE:Leap 15.5", True),
+        (Distro("opensuse-leap", "15.5"), "openSUSE:Leap 15.6", False),
+        (Distro("opensuse-tumbleweed", "20240501"), "openSUSE:Tumbleweed", True),
+        (Distro("wolfi", "20230201"), "Wolfi", True),
+        (Distro("alpine", "3.19.1"), "Alpine:v3.1", False),
+        (Distro("ubuntu", "24.04"), "Ubuntu:24.04:LTS", True),
+        (Distro("ubuntu", "23.10"), "Ubuntu:23.10", True),
+    ],
+)
+def test_which_releases_an_advisory_applies_to(
+    distro: Distro, ecosystem: str, applies: bool
+) -> None:
+    scope = os_scope(distro, "")
+
+    assert scope is not None
+    assert scope.applies_to(ecosystem) is applies
