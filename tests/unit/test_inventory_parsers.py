@@ -12,6 +12,7 @@ import tarfile
 from collections.abc import AsyncIterator
 
 import pytest
+import zstandard
 
 from pullthrough.scanning.inventory import purls
 from pullthrough.scanning.inventory.apk import parse_apk_installed
@@ -239,3 +240,18 @@ def test_a_hard_link_to_a_database_file_lists_what_its_target_does() -> None:
         "a/node_modules/linked/package.json",
         "b/node_modules/linked/package.json",
     ]
+
+
+def test_a_zstd_layer_needing_a_window_over_the_limit_is_reported_not_read() -> None:
+    tar = tar_layer([("etc/os-release", DEBIAN_OS_RELEASE)])
+    # Streamed (its size unknown), the frame asks the decoder for the whole 256 MiB window.
+    parameters = zstandard.ZstdCompressionParameters.from_level(
+        3, window_log=28, write_content_size=False
+    )
+    stream = zstandard.ZstdCompressor(compression_params=parameters).compressobj()
+    large_window = stream.compress(tar) + stream.flush()
+    contents = asyncio.run(read_layer(_chunks(large_window)))
+    assert contents.files == ()
+    assert "too much memory" in contents.problem
+    usual = zstandard.ZstdCompressor(level=19).compress(tar)
+    assert [f.path for f in asyncio.run(read_layer(_chunks(usual))).files] == ["etc/os-release"]

@@ -16,6 +16,9 @@ from typing import Protocol
 import zstandard
 
 QUEUE_CHUNKS = 4
+# zstd holds its window in memory: 32 MiB covers every level up to 19 (tools use 3); a layer
+# compressed with a larger window (--long, --ultra) is reported unreadable instead.
+ZSTD_MAX_WINDOW = 32 * 1024 * 1024
 READ_SIZE = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -137,7 +140,8 @@ def decompressed(feed: ChunkFeed) -> Readable:
     if magic.startswith(_GZIP_MAGIC):
         return GzipReader(feed)
     if magic.startswith(_ZSTD_MAGIC):
-        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
+        decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+        reader: Readable = decompressor.stream_reader(
             feed,  # type: ignore[arg-type]  # it reads, which is all stream_reader does
             read_size=READ_SIZE,
             read_across_frames=True,
