@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from bench.env import Machine, Versions
 from bench.images import ImageSet
 from bench.measure import MB
+from bench.metrics_cost import GOAL as METRICS_GOAL
+from bench.metrics_cost import MetricsFigures
+from bench.metrics_cost import section as metrics_section
 from bench.phases import (
     ColdBlobFigures,
     ColdFigures,
@@ -56,6 +59,7 @@ class Results:
     swarm: list[SwarmFigures] = field(default_factory=list)
     s3_blobs: S3BlobFigures | None = None
     replicas: list[ReplicaFigures] = field(default_factory=list)
+    metrics: MetricsFigures | None = None
     duration: float = 0.0
     load_before: float = 0.0  # 1-minute load average when the run started
     load_after: float = 0.0
@@ -122,6 +126,11 @@ def verdicts(r: Results) -> list[Verdict]:
         out.append(
             _at_least("2", "manifest GET tag, request log on / off", r.request_log.ratio, 0.9)
         )
+    if r.metrics:
+        for kind in r.metrics.kinds:
+            out.append(
+                _at_least("10", f"{kind}, metrics on / off", r.metrics.ratio(kind), METRICS_GOAL)
+            )
     if r.cold:
         ratio = r.cold.median(PT) / r.cold.median("direct")
         out.append(_at_most("3", "cold pull time, vs direct", ratio, 1.3, X))
@@ -1020,5 +1029,6 @@ def render(r: Results) -> str:
     lines += _replica_section(r)
     lines += _cold_blob_section(r)
     lines += _slow_section(r)
+    lines += metrics_section(r.metrics)
     lines += _phase_load_section(r)
     return "\n".join(lines).rstrip() + "\n"

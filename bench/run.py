@@ -19,20 +19,20 @@ from pathlib import Path
 
 from tests.rig.registry import UpstreamRegistry
 
-from bench import env, phases, report, scaleout
+from bench import env, metrics_cost, phases, report, scaleout
 from bench.images import MiB, ensure_images, specs
 from bench.phases import Settings
 from bench.servers import export_source
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / "work"
-ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 
 def _parse_only(text: str) -> tuple[int, ...]:
     numbers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     if not numbers or any(n not in ALL for n in numbers):
-        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-9, e.g. 1 or 2,4")
+        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-10, e.g. 1 or 2,4")
     return numbers
 
 
@@ -212,6 +212,9 @@ def _run_phases(
     if 7 in only:
         step(f"{settings.replica_clients} cold pulls: 1 on the filesystem, 1 and 3 replicas")
         results.replicas = scaleout.replica_pulls(upstream, images, settings)
+    if 10 in only:
+        step("metrics on vs off: manifest and blob GETs, alternating")
+        results.metrics = metrics_cost.metrics_cost(upstream, images, settings)
 
 
 if __name__ == "__main__":

@@ -252,3 +252,4 @@ async def _serve_until_stopped(settings: Settings, link: StartLink) -> None:
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await runner.cleanup()
+        metrics.flush()  # the last second's counts

@@ -16,6 +16,8 @@ upstream hosts, methods; never a repository, tag or digest.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
 import shutil
 from collections.abc import Iterable
@@ -42,6 +44,8 @@ _LATENCY_BUCKETS = (
     60.0,
     300.0,
 )
+# How long counts from the request path may wait before they are written.
+FLUSH_SECONDS = 1.0
 _RUN_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
 
 ROUTE_KINDS = ("manifest", "blob", "token", "admin", "ui", "metrics", "other")
@@ -181,34 +185,58 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
-        # Children by their label values, so the request path skips `labels()`' lock.
-        self._requests: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
-        self._cache: dict[tuple[str, str, str], tuple[Counter, Counter]] = {}
-        self._upstream: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        # The request path's counts wait here, by label values, and are written to the
+        # metrics (memory-mapped files, in multi-process mode: a lock and a write each) once a
+        # second and before a scrape, a handful of writes for any number of requests.
+        self._requests: dict[tuple[str, int], _Timed] = {}
+        self._cache: dict[tuple[str, str, str], _Served] = {}
+        self._upstream: dict[tuple[str, str, str, str], _Timed] = {}
+        self._flush_due = False
 
     def request(self, route: str, status: int, seconds: float) -> None:
-        children = self._requests.get((route, status))
-        if children is None:
-            children = (
+        timed = self._requests.get((route, status))
+        if timed is None:
+            timed = _Timed(
                 self.http_requests.labels(route, str(status)),
                 self.http_duration.labels(route),
             )
-            self._requests[(route, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+            self._requests[(route, status)] = timed
+        timed.add(seconds)
+        if not self._flush_due:
+            self._flush_soon()
 
     def served(self, rule: str, kind: str, result: str, sent: int) -> None:
-        children = self._cache.get((rule, kind, result))
-        if children is None:
+        served = self._cache.get((rule, kind, result))
+        if served is None:
             source = "upstream" if result == "miss" else "cache"
-            children = (
+            served = _Served(
                 self.cache_requests.labels(rule, kind, result),
                 self.served_bytes.labels(rule, kind, source),
             )
-            self._cache[(rule, kind, result)] = children
-        children[0].inc()
-        if sent:
-            children[1].inc(sent)
+            self._cache[(rule, kind, result)] = served
+        served.count += 1
+        served.sent += sent
+        if not self._flush_due:
+            self._flush_soon()
+
+    def flush(self) -> None:
+        """Write the counts waiting since the last flush to the metrics."""
+        self._flush_due = False
+        for timed in self._requests.values():
+            timed.flush()
+        for timed in self._upstream.values():
+            timed.flush()
+        for served in self._cache.values():
+            served.flush()
+
+    def _flush_soon(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a command, a test): at once
+            self.flush()
+            return
+        self._flush_due = True
+        loop.call_later(FLUSH_SECONDS, self.flush)
 
     def fill_ended(self, rule: str, committed: bool, fetched: int) -> None:
         """A download this process ran ended, committed or not, with `fetched` bytes kept."""
@@ -243,16 +271,74 @@ class Metrics:
         self, rule: str, host: str, method: str, code: str, seconds: float | None
     ) -> None:
         key = (rule, host, method, code)
-        children = self._upstream.get(key)
-        if children is None:
-            children = (
+        timed = self._upstream.get(key)
+        if timed is None:
+            timed = _Timed(
                 self.upstream_requests.labels(rule, host, method, code),
                 self.upstream_duration.labels(rule),
             )
-            self._upstream[key] = children
-        children[0].inc()
-        if seconds is not None:
-            children[1].observe(seconds)
+            self._upstream[key] = timed
+        if seconds is None:
+            timed.count += 1
+        else:
+            timed.add(seconds)
+        if not self._flush_due:
+            self._flush_soon()
+
+
+class _Timed:
+    """A counter child and a histogram child, with the counts not yet written to them."""
+
+    __slots__ = ("buckets", "count", "counter", "histogram", "observed", "total")
+
+    def __init__(self, counter: Counter, histogram: Histogram) -> None:
+        self.counter = counter
+        self.histogram = histogram
+        self.count = 0  # counter increments
+        self.observed = 0  # histogram observations, in `buckets` and `total`
+        self.buckets = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last: above every bound (+Inf)
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.observed += 1
+        self.buckets[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def flush(self) -> None:
+        if self.count:
+            self.counter.inc(self.count)
+            self.count = 0
+        if self.observed:
+            # What `observe` would have written for each: the sum, and each one's bucket
+            # (prometheus_client keeps a histogram's buckets uncumulated, summing at export).
+            self.histogram._sum.inc(self.total)
+            for i, count in enumerate(self.buckets):
+                if count:
+                    self.histogram._buckets[i].inc(count)
+                    self.buckets[i] = 0
+            self.observed, self.total = 0, 0.0
+
+
+class _Served:
+    """The cache-result and bytes counter children of one (rule, kind, result), with the
+    counts not yet written to them."""
+
+    __slots__ = ("count", "requests", "sent", "sent_bytes")
+
+    def __init__(self, requests: Counter, sent_bytes: Counter) -> None:
+        self.requests = requests
+        self.sent_bytes = sent_bytes
+        self.count = 0
+        self.sent = 0
+
+    def flush(self) -> None:
+        if self.count:
+            self.requests.inc(self.count)
+            self.count = 0
+        if self.sent:
+            self.sent_bytes.inc(self.sent)
+            self.sent = 0
 
 
 class _Current:
@@ -310,9 +396,16 @@ def worker_exited(pid: int) -> None:
         multiprocess.mark_process_dead(pid, str(_Current.directory))  # type: ignore[no-untyped-call]
 
 
+def flush() -> None:
+    """Write this process's waiting counts: before a scrape, and when a worker stops."""
+    if _Current.metrics is not None:
+        _Current.metrics.flush()
+
+
 def gather(extra: Iterable[Metric] = ()) -> CollectorRegistry:
     """A registry holding every process's metrics (this one's, in-process) and `extra`
     families collected for this scrape."""
+    flush()
     registry = CollectorRegistry(auto_describe=False)
     if _Current.directory is not None:
         from prometheus_client import multiprocess
