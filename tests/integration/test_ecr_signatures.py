@@ -110,7 +110,7 @@ def test_bad_signature_unknown_key_stale_date_and_replay_are_refused_and_change_
         "The security token included in the request is invalid.",
     )
 
-    real_now = botocore.auth.get_current_datetime
+    real_now = botocore.auth.get_current_datetime  # type: ignore[attr-defined]
     with monkeypatch.context() as patched:
         patched.setattr(
             botocore.auth,

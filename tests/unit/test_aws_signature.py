@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import pytest
@@ -77,13 +77,14 @@ def test_a_changed_body_header_secret_or_path_is_refused_with_awss_message() -> 
     url = "http://127.0.0.1:5000/"
     body = b'{"repositoryName": "a"}'
     headers = _signed(url, body, JSON_HEADERS)
-    for changed in (
+    changes: list[Callable[[], None]] = [
         lambda: _verify(url, b'{"repositoryName": "b"}', headers),
         lambda: _verify(url, body, {**headers, "X-Amz-Target": "x.DeleteRegistryPolicy"}),
         lambda: _verify(url, body, headers, secret=SECRET + "x"),
         lambda: _verify("http://127.0.0.1:5000/other", body, headers),
         lambda: _verify(url, body, {**headers, "Host": "127.0.0.1:5001"}),
-    ):
+    ]
+    for changed in changes:
         with pytest.raises(AwsError) as caught:
             changed()
         assert caught.value.code == "InvalidSignatureException"

@@ -33,7 +33,13 @@ from pullthrough.access.registry_policy.document import ADMIN, ANONYMOUS, REGIST
 from pullthrough.access.sealing import SecretKeySource
 from pullthrough.api.access import AccessControl
 from pullthrough.api.admin.context import AdminServices
-from pullthrough.api.ecr import registry_actions, repository_actions, secretsmanager, sts
+from pullthrough.api.ecr import (
+    registry_actions,
+    repository_actions,
+    scan_actions,
+    secretsmanager,
+    sts,
+)
 from pullthrough.api.ecr.call import Call, Operation
 from pullthrough.api.ecr.errors import (
     JSON_CONTENT_TYPE,
@@ -69,6 +75,7 @@ MAX_BODY_BYTES = 1024 * 1024
 ECR_OPERATIONS: Mapping[str, Operation] = {
     **registry_actions.OPERATIONS,
     **repository_actions.OPERATIONS,
+    **scan_actions.OPERATIONS,
 }
 
 
