@@ -12,7 +12,9 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.e2e.conftest import (
+    ADMIN,
     OTHER_PASSWORD,
+    PASSWORD,
     PREFIX,
     SECOND_ADMIN,
     VIEWER,
@@ -54,6 +56,26 @@ def test_the_login_form_refuses_a_wrong_password_and_accepts_the_right_one(
     page.goto(site.url + "/ui/space")
     expect(page.locator("h1")).to_have_text("Log in")
     page.context.close()
+
+
+def test_the_login_form_needs_its_csrf_token_and_marks_the_cookie_secure_behind_tls(
+    site: Site,
+) -> None:
+    with httpx.Client(base_url=site.url, timeout=60) as client:
+        client.get("/ui/login")
+        form = {"username": ADMIN, "password": PASSWORD}
+        forged = client.post("/ui/login", data={**form, "csrf": "0" * 32})
+        assert forged.status_code == 401
+        assert "the form expired" in forged.text
+        assert "pullthrough_session" not in forged.headers.get("Set-Cookie", "")
+
+        form["csrf"] = client.cookies["pullthrough_csrf"]
+        behind_tls = client.post("/ui/login", data=form, headers={"X-Forwarded-Proto": "https"})
+        assert behind_tls.status_code == 303
+        cookie = behind_tls.headers["Set-Cookie"]
+        assert cookie.startswith("pullthrough_session=")
+        for attribute in ("HttpOnly", "SameSite=Strict", "Secure", "Path=/ui"):
+            assert attribute in cookie
 
 
 def test_a_deleted_user_loses_the_session_and_a_non_admin_is_refused(
