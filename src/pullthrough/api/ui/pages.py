@@ -21,7 +21,7 @@ from pullthrough.config import RuleConfig
 from pullthrough.errors import RegistryError
 from pullthrough.lifecycle.keeper import SpaceKeeper
 from pullthrough.metadata.inventory import ImageSummary, RepositorySummary, platform_name
-from pullthrough.metadata.stats_history import BUCKET_SECONDS
+from pullthrough.metadata.stats_history import BUCKET_SECONDS, bucket_of
 from pullthrough.metadata.upstream_state import UpstreamHealth
 from pullthrough.oci.manifest import parse_manifest
 from pullthrough.scanning.model import SEVERITIES
@@ -74,7 +74,12 @@ async def overview(request: web.Request) -> web.Response:
     now = time.time()
     history = await ui.history.series(now - span, now, step)
     picked = [points for prefix, points in history.items() if not chosen or prefix == chosen]
-    starts = [p.start for p in picked[0]] if picked else []
+    first = bucket_of(now - span, step)
+    starts = (
+        [p.start for p in picked[0]]
+        if picked
+        else [first + i * step for i in range(int((now - first) // step) + 1)]
+    )
     chart = {
         "x": starts,
         "hits": [sum(points[i].hits for points in picked) for i in range(len(starts))],
