@@ -77,6 +77,9 @@ def _page(handler: Handler, *, public: bool = False) -> Handler:
         except session.NotAnAdmin as refused:
             response = pages.render(request, "refused.html", title="Not allowed", why=str(refused))
             response.set_status(403)
+        except pages.NotCached as missing:
+            response = pages.render(request, "refused.html", title="Not found", why=str(missing))
+            response.set_status(404)
         except (web.HTTPException, asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:

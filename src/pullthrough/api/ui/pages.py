@@ -203,8 +203,12 @@ async def repositories(request: web.Request) -> web.Response:
     )
 
 
-def _missing(what: str) -> web.HTTPNotFound:
-    return web.HTTPNotFound(text=f"{what}: not in the cache", content_type="text/plain")
+class NotCached(Exception):
+    """What a page was asked about is not in the cache: a 404 page that says so."""
+
+
+def _missing(what: str) -> NotCached:
+    return NotCached(f"{what} is not in the cache (the Repositories page lists what is)")
 
 
 async def repository(request: web.Request) -> web.Response:
