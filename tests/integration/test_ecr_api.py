@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,28 @@ def test_every_action_answers_in_the_shape_of_the_service_model(
     blob = httpx.get(download["downloadUrl"], auth=("AWS", token), timeout=30)
     assert blob.status_code == 200
     assert "sha256:" + hashlib.sha256(blob.content).hexdigest() == layer.digest
+
+    # Scans: started on demand, their findings in ECR's shape once done (no advisories here).
+    scan = _valid(ecr, "StartImageScan", repositoryName=repository, imageId={"imageTag": tag})
+    assert scan["imageId"] == {"imageDigest": image.digest, "imageTag": tag}
+    assert scan["imageScanStatus"]["status"] in ("PENDING", "IN_PROGRESS", "COMPLETE")
+    deadline = time.monotonic() + 120
+    while True:
+        findings = _valid(
+            ecr, "DescribeImageScanFindings", repositoryName=repository, imageId={"imageTag": tag}
+        )
+        if findings["imageScanStatus"]["status"] not in ("PENDING", "IN_PROGRESS"):
+            break
+        assert time.monotonic() < deadline, "the scan did not end"
+        time.sleep(0.2)
+    assert findings["imageScanStatus"]["status"] == "COMPLETE", findings["imageScanStatus"]
+    assert findings["imageScanFindings"]["findings"] == []
+    assert "ImageNotFoundException" in _error(
+        ecr,
+        "DescribeImageScanFindings",
+        repositoryName=repository,
+        imageId={"imageDigest": "sha256:" + "1" * 64},
+    )
 
     # Lifecycle policies: the ROOT template's was copied onto the new repository.
     policy = _valid(ecr, "GetLifecyclePolicy", repositoryName=repository)
