@@ -28,6 +28,7 @@ from pullthrough.scanning.results import finding_json
 from tests.rig.images import PushedImage, RegistryPusher, push_image
 from tests.rig.images import push_multi_platform as push_two_platforms
 from tests.rig.oci_build import build_image
+from tests.rig.proxy import CountingProxy
 from tests.rig.pusher import basic_authorization
 from tests.rig.registry import UpstreamRegistry
 from tests.rig.server import PullthroughServer
@@ -36,6 +37,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 PREFIX = "up"
+# A second rule through a proxy that adds Docker Hub's rate-limit headers to manifests.
+HUB = "hub"
+RATE_LIMIT = {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "7;w=21600"}
 ADMIN, PASSWORD = "alice", "correct horse battery staple"
 SECOND_ADMIN, VIEWER, OTHER_PASSWORD = "bob", "carol", "another long password"
 ADMIN_POLICY = {
@@ -68,8 +72,10 @@ class Site:
     single: PushedImage  # team/app:v1, one platform
     multi: PushedImage  # team/multi:latest, linux/amd64 + linux/arm64, both pulled
     extra: list[PushedImage]  # team/extra-N:v1
+    limited: PushedImage  # team/limited:v1, only its manifest pulled, through the hub rule
     hits: int = 0
-    misses: int = 0
+    misses: int = 0  # of both rules
+    hub_misses: int = 0
     sizes: dict[str, int] = field(default_factory=dict)  # repository -> bytes of its blobs
 
     @property
@@ -118,6 +124,11 @@ def _fill(server: PullthroughServer, site: Site) -> None:
     site.hits += requests
     _get(server, f"/v2/{PREFIX}/{multi.repo}/manifests/latest", MANIFEST_TYPES)
     site.hits += 1
+    # Through the hub rule: the manifest alone, so the repository holds no blob.
+    _get(server, f"/v2/{HUB}/{site.limited.repo}/manifests/v1", MANIFEST_TYPES)
+    site.misses += 1
+    site.hub_misses += 1
+    sizes[f"{HUB}/{site.limited.repo}"] = 0
     site.sizes = sizes
 
 
@@ -194,9 +205,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("dashboard")
     upstream = UpstreamRegistry(work / "upstream-storage", "anonymous", workdir=work / "registry")
     upstream.start()
+    proxy = CountingProxy(upstream.url)
+    proxy.start()
+    proxy.extra_headers(r"/manifests/", RATE_LIMIT)
     server = PullthroughServer(
         work / "pullthrough",
-        [{"prefix": PREFIX, "upstream": upstream.url, "eager_fill": False}],
+        [
+            {"prefix": PREFIX, "upstream": upstream.url, "eager_fill": False},
+            {"prefix": HUB, "upstream": proxy.url, "eager_fill": False},
+        ],
         {"auth": {"enabled": True}},
     )
     try:
@@ -225,6 +242,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 )
                 for n in range(3)
             ]
+            limited = push_image(
+                pusher,
+                "team/limited",
+                "v1",
+                build_image(random.Random(90), flavor="oci", layer_count=1, label="limited"),
+                flavor="oci",
+            )
         server.command("users", "add", ADMIN, stdin=PASSWORD)
         for user in (SECOND_ADMIN, VIEWER):  # carol may log in, but is no admin
             server.command("users", "add", user, stdin=OTHER_PASSWORD)
@@ -232,13 +256,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         policy.write_text(json.dumps(ADMIN_POLICY))
         server.command("policy", "put", "-f", str(policy))
         server.start()
-        built = Site(server, single, multi, extra)
+        built = Site(server, single, multi, extra, limited)
         _fill(server, built)
         _wait_for_counts(server, built.hits, built.misses)
         asyncio.run(_record_scans(server, multi))
         yield built
     finally:
         server.stop()
+        proxy.stop()
         upstream.stop()
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.e2e.conftest import (
     ADMIN,
+    HUB,
     OTHER_PASSWORD,
     PASSWORD,
     PREFIX,
@@ -27,6 +29,12 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 WIDTH_NAMES = ("desktop", "phone")
+
+
+def row_of(page: Page, table: str, column: str, value: str) -> Locator:
+    """The row of table `#table` whose `column` cell reads exactly `value`."""
+    cell = page.locator(f"td[data-label='{column}']", has_text=re.compile(f"^{re.escape(value)}$"))
+    return page.locator(f"#{table} tbody tr").filter(has=cell)
 
 
 @pytest.mark.parametrize("width", WIDTH_NAMES)
@@ -107,9 +115,11 @@ def test_the_overview_shows_the_hit_ratio_and_what_was_saved(
     expected = f"{100 * site.hits / (site.hits + site.misses):.1f}%"
     expect(page.locator("#hit-ratio")).to_have_text(expected)
     expect(page.locator("#pulls-saved")).to_have_text(str(site.hits))
-    row = page.locator("#rules-table tbody tr", has_text=PREFIX)
+    row = row_of(page, "rules-table", "Rule", PREFIX)
     expect(row.locator("td").nth(2)).to_have_text(str(site.hits))
-    expect(row.locator("td").nth(3)).to_have_text(str(site.misses))
+    expect(row.locator("td").nth(3)).to_have_text(str(site.misses - site.hub_misses))
+    hub = row_of(page, "rules-table", "Rule", HUB)
+    expect(hub.locator("td").nth(3)).to_have_text(str(site.hub_misses))
     # Both charts drawn over the history (uPlot's canvas).
     expect(page.locator("#chart-requests canvas").first).to_be_visible()
     expect(page.locator("#chart-bytes canvas").first).to_be_visible()
@@ -125,7 +135,7 @@ def test_repositories_show_their_size_and_search_sort_and_pages_work(
     log_in(page, site)
     page.goto(site.url + "/ui/repositories")
     app = site.repository(site.single)
-    row = page.locator("#repositories tbody tr", has_text=app)
+    row = row_of(page, "repositories", "Repository", app)
     expect(row.locator("td[data-label=Size]")).to_have_attribute(
         "title", f"{site.sizes[app]} bytes"
     )
@@ -161,7 +171,9 @@ def test_the_csv_export_lists_every_repository_with_its_size(site: Site, browser
     assert download.suggested_filename == "repositories.csv"
     rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
     assert {row["name"]: int(row["size_bytes"]) for row in rows} == site.sizes
-    assert {row["rule"] for row in rows} == {PREFIX}
+    assert {row["name"]: row["rule"] for row in rows} == {
+        name: name.partition("/")[0] for name in site.sizes
+    }
     page.context.close()
 
 
@@ -228,12 +240,19 @@ def test_upstreams_rules_and_space_pages(site: Site, browser: Browser, width: st
     page = new_page(browser, width)
     log_in(page, site)
     page.goto(site.url + "/ui/upstreams")
-    upstream = page.locator("#upstreams tbody tr", has_text=PREFIX)
+    upstream = row_of(page, "upstreams", "Rule", PREFIX)
     expect(upstream.locator("td[data-label=Health]")).to_have_text("reachable")
+    expect(upstream.locator("td[data-label='Rate limit headroom']")).to_have_text("not reported")
+    # Docker Hub's headers, as the hub rule's upstream sent them with the manifest.
+    headroom = row_of(page, "upstreams", "Rule", HUB).locator(
+        "td[data-label='Rate limit headroom']"
+    )
+    expect(headroom).to_contain_text("7 of 100 per 21600 s")
+    expect(headroom.locator("meter")).to_have_attribute("value", "0.07")
     screenshot(page, "upstreams", width)
 
     page.goto(site.url + "/ui/rules")
-    rule = page.locator("#rules tbody tr", has_text=PREFIX)
+    rule = row_of(page, "rules", "Prefix", PREFIX)
     expect(rule.locator("td[data-label='Eager fill']")).to_have_text("off")
     expect(page.locator("#policy")).to_contain_text("AliceAdministers")
     screenshot(page, "rules", width)
