@@ -148,3 +148,10 @@ async def test_sync_uses_the_configured_url_and_ecosystems_and_then_gets_304s(
         ("PyPI", 200),
         ("Nope", 404),
     ]
+
+    code, out, _err = await pullthrough(config, "vulndb", "status")
+    assert code == 0
+    etag = archive_server.etag("Alpine")
+    (alpine_row,) = [line.split() for line in out.splitlines() if etag in line]
+    assert alpine_row[:2] == ["Alpine", "1"]
+    assert alpine_row[-2:] == [etag, f"{archive_server.url}/Alpine/all.zip"]

@@ -157,6 +157,23 @@ def vulndb_status(output: ReportOption = Output.table, config: ConfigOption = No
         "The vulnerability database is empty: `pullthrough vulndb sync`, or "
         "`pullthrough vulndb import FILE|DIR|ZIP` offline.",
     )
+    if document["archives"]:
+        render.print_rows(
+            ("archive", "records", "checked", "downloaded", "etag", "url"),
+            (
+                (
+                    render.cell(a["ecosystem"]),
+                    str(a["records"]),
+                    render.ago(a["checked_at"]),
+                    render.ago(a["fetched_at"]),
+                    render.cell(a["etag"] or "-"),
+                    render.cell(a["url"]),
+                )
+                for a in document["archives"]
+            ),
+            "",
+            title="Synced archives",
+        )
 
 
 def register(app: typer.Typer) -> None:
