@@ -44,6 +44,9 @@ _AFTER_BASELINE = frozenset(
         "vulndb_archives",
         "scans",
         "scan_overrides",
+        "aws_access_keys",
+        "aws_request_signatures",
+        "lifecycle_previews",
         "cache_stats_history",
     }
 )
