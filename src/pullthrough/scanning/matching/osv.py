@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 # Language ecosystems: a package is named the same everywhere, whatever the operating system.
@@ -103,8 +103,8 @@ def parse_time(text: object, what: str) -> float:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise OsvError(f"{what} {text!r} is not an RFC 3339 time") from None
-    if parsed.tzinfo is None:
-        raise OsvError(f"{what} {text!r} has no time zone")
+    if parsed.tzinfo is None:  # OSV's times are UTC; a record that forgot the Z means it
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
