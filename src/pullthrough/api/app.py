@@ -196,7 +196,7 @@ def build_app(
     admin_api = LazyAdminApi()
     app.on_cleanup.append(admin_api.close)
     app.router.add_route("*", ADMIN_API_ROOT, admin_api.handle)
-    app.router.add_route("*", ADMIN_API_ROOT + "/{tail:.*}", admin_api.handle)
+    app.router.add_route("*", ADMIN_API_ROOT + "/{tail:(?s:.*)}", admin_api.handle)
     dashboard = LazyDashboard()
     app.on_cleanup.append(dashboard.close)
     app.router.add_route("*", "/ui", dashboard.handle)

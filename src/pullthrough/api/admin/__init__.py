@@ -102,7 +102,7 @@ def add_admin_routes(
         app.router.add_route("*", path, _refuse_method(allowed))
     missing = admin_endpoint(_not_found, public=True)
     app.router.add_route("*", API_ROOT, missing)
-    app.router.add_route("*", API_ROOT + "/{tail:.*}", missing)
+    app.router.add_route("*", API_ROOT + "/{tail:(?s:.*)}", missing)
 
     async def open_services(app: web.Application) -> None:
         # After the cache's cleanup context (the first startup step) has opened the cache.

@@ -470,7 +470,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "scanning",
         {204: None},
         parameters=(_DIGEST,),
-        errors=(404, 409),
+        errors=(400, 404, 409),
     ),
     # cache contents
     Operation(

@@ -3,6 +3,8 @@ findings per platform and aggregated over an index or tag, SBOMs, and the gate's
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from pullthrough.api.admin.body import read_model
@@ -83,7 +85,6 @@ def _severity(request: web.Request) -> str | None:
     severity = text_parameter(request, "severity")
     if severity is None:
         return None
-    severity = severity.upper()
     if severity not in SEVERITIES:
         problem = f"one of {', '.join(SEVERITIES)}"
         raise Invalid(f"severity: {problem}, not {severity[:40]!r}", [("severity", problem)])
@@ -92,7 +93,7 @@ def _severity(request: web.Request) -> str | None:
 
 def _image_parameters(request: web.Request) -> tuple[str, str]:
     repository = text_parameter(request, "repository", required=True)
-    reference = text_parameter(request, "reference", required=True)
+    reference = text_parameter(request, "reference", required=True, max_length=200)
     assert repository is not None  # required
     assert reference is not None
     return repository, reference
@@ -124,7 +125,7 @@ async def get_findings(request: web.Request) -> web.Response:
 async def get_sbom(request: web.Request) -> web.Response:
     svc = services(request)
     repository, reference = _image_parameters(request)
-    wanted = text_parameter(request, "platform")
+    wanted = text_parameter(request, "platform", max_length=64)
     digest, tag = await _resolve(svc, repository, reference)
     platforms = await _platforms(svc, repository, digest)
     if len(platforms) > 1:
@@ -181,15 +182,23 @@ async def list_gate_overrides(request: web.Request) -> web.Response:
     return reply(GateOverrideList(overrides=[_override(o) for o in overrides]))
 
 
+def _digest_parameter(request: web.Request) -> str:
+    digest = request.match_info["digest"]
+    if not re.fullmatch(DIGEST_PATTERN, digest):
+        problem = "a manifest digest, sha256:<64 hex digits>"
+        raise Invalid(f"digest: {problem}, not {digest[:80]!r}", [("digest", problem)])
+    return digest
+
+
 async def put_gate_override(request: web.Request) -> web.Response:
     svc = services(request)
-    digest = request.match_info["digest"]
+    digest = _digest_parameter(request)
     body = await read_model(request, OverrideInput)
     return reply(_override(await _store(svc).override(digest, body.reason)))
 
 
 async def delete_gate_override(request: web.Request) -> web.Response:
-    digest = request.match_info["digest"]
+    digest = _digest_parameter(request)
     if not await _store(services(request)).remove_override(digest):
         raise NotFound(f"no gate override for {digest}")
     return no_content()
