@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from pullthrough.metadata.scans import ScanStore
 from pullthrough.metadata.store import sqlite_url
+from pullthrough.metadata.templates import CreationTemplate, TemplateStore
 from pullthrough.scanning.model import Finding, Package
 from pullthrough.scanning.results import finding_json
 from tests.rig.images import PushedImage, RegistryPusher, push_image
@@ -70,6 +71,7 @@ class Site:
 
     server: PullthroughServer
     single: PushedImage  # team/app:v1, one platform
+    older: PushedImage  # team/app:old, cached before v1 (its manifest only): the one to expire
     multi: PushedImage  # team/multi:latest, linux/amd64 + linux/arm64, both pulled
     extra: list[PushedImage]  # team/extra-N:v1
     limited: PushedImage  # team/limited:v1, only its manifest pulled, through the hub rule
@@ -107,6 +109,8 @@ def _fill(server: PullthroughServer, site: Site) -> None:
     """Pull every image (a miss for every request), then team/app and the index again (a hit
     for each): the counts the overview must show follow from these requests alone."""
     sizes: dict[str, int] = {}
+    _get(server, f"/v2/{PREFIX}/{site.older.repo}/manifests/old", MANIFEST_TYPES)
+    site.misses += 1
     for image in (site.single, *site.extra):
         requests, _ = _pull(server, image, "v1")
         site.misses += requests
@@ -178,6 +182,33 @@ SCAN_FINDINGS = {
 }
 
 
+# team/app keeps its newest image: its lifecycle policy, from a creation template.
+KEEP_ONE = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "keep the newest image",
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
+            "action": {"type": "expire"},
+        }
+    ]
+}
+
+
+async def _keep_one_template(server: PullthroughServer) -> None:
+    """The creation template for up/team/app, stored as `templates put` stores it."""
+    engine = create_async_engine(sqlite_url(server.data_dir / "metadata.sqlite"))
+    try:
+        template = CreationTemplate(
+            prefix=f"{PREFIX}/team/app",
+            lifecycle_policy=json.dumps(KEEP_ONE),
+            description="Only the newest app image.",
+        )
+        await TemplateStore(engine).put(template)
+    finally:
+        await engine.dispose()
+
+
 async def _record_scans(server: PullthroughServer, multi: PushedImage) -> None:
     """Record the platform images' scan results where the scanner keeps them (the scan
     store of the server's database), as a finished scan of each would."""
@@ -225,6 +256,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 build_image(random.Random(71), flavor="oci", layer_count=3, label="app"),
                 flavor="oci",
             )
+            older = push_image(
+                pusher,
+                "team/app",
+                "old",
+                build_image(random.Random(70), flavor="oci", layer_count=1, label="app-old"),
+                flavor="oci",
+            )
             multi = push_two_platforms(pusher, "team/multi", "latest", flavor="oci", seed=72)
             extra = [
                 push_image(
@@ -255,8 +293,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         policy = work / "policy.json"
         policy.write_text(json.dumps(ADMIN_POLICY))
         server.command("policy", "put", "-f", str(policy))
+        asyncio.run(_keep_one_template(server))
         server.start()
-        built = Site(server, single, multi, extra, limited)
+        built = Site(server, single, older, multi, extra, limited)
         _fill(server, built)
         _wait_for_counts(server, built.hits, built.misses)
         asyncio.run(_record_scans(server, multi))

@@ -139,7 +139,8 @@ def test_repositories_show_their_size_and_search_sort_and_pages_work(
     expect(row.locator("td[data-label=Size]")).to_have_attribute(
         "title", f"{site.sizes[app]} bytes"
     )
-    expect(row.locator("td[data-label=Pulls]")).to_have_text("2")
+    expect(row.locator("td[data-label=Images]")).to_have_text("2")
+    expect(row.locator("td[data-label=Pulls]")).to_have_text("3")  # v1 twice, old once
     screenshot(page, "repositories", width)
 
     # Search: typing narrows the table (htmx), and the address keeps the query.
@@ -255,11 +256,17 @@ def test_upstreams_rules_and_space_pages(site: Site, browser: Browser, width: st
     rule = row_of(page, "rules", "Prefix", PREFIX)
     expect(rule.locator("td[data-label='Eager fill']")).to_have_text("off")
     expect(page.locator("#policy")).to_contain_text("AliceAdministers")
+    expect(page.locator("section.template")).to_contain_text("imageCountMoreThan")
     screenshot(page, "rules", width)
 
     page.goto(site.url + "/ui/space")
     largest = max(site.sizes, key=lambda name: site.sizes[name])
     expect(page.locator("#top-repositories tbody tr").first).to_contain_text(largest)
-    expect(page.locator("#expiring")).to_have_text("0 images")
+    expect(page.locator("#expiring")).to_have_text("1 image")
+    expiry = page.locator("#expiries tbody tr")
+    expect(expiry).to_have_count(1)
+    expect(expiry.locator("td[data-label=Repository]")).to_have_text(f"{PREFIX}/team/app")
+    expect(expiry.locator("td[data-label=Tags]")).to_have_text("old")
+    expect(expiry.locator("td[data-label=Why]")).to_contain_text("rule 1")
     screenshot(page, "space", width)
     page.context.close()
