@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pullthrough.metadata.scans import ScanStore
@@ -35,6 +35,8 @@ from tests.rig.registry import UpstreamRegistry
 from tests.rig.server import PullthroughServer
 
 CHROMIUM = Path("/usr/bin/chromium")
+# What a page shows is checked until it shows it, for up to this long (a busy machine is slow).
+expect.set_options(timeout=20_000)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 PREFIX = "up"
@@ -136,22 +138,28 @@ def _fill(server: PullthroughServer, site: Site) -> None:
     site.sizes = sizes
 
 
-def _wait_for_counts(server: PullthroughServer, hits: int, misses: int) -> None:
-    """The workers write their counts every two seconds: poll the overview (logged in as a
-    browser would, with the form's CSRF token) until they are in."""
+def _wait_until_recorded(server: PullthroughServer, hits: int, misses: int) -> None:
+    """The workers write their counts every two seconds and the upstreams' answers as they
+    come: poll the overview and the upstreams page (logged in as a browser would, with the
+    form's CSRF token) until both are in."""
     with httpx.Client(base_url=server.url, timeout=60) as client:
         client.get("/ui/login")
         form = {"username": ADMIN, "password": PASSWORD, "csrf": client.cookies["pullthrough_csrf"]}
         assert client.post("/ui/login", data=form).status_code == 303
         deadline = time.monotonic() + 60
         seen = None
+        rate_limit = False
         while time.monotonic() < deadline:
             found = re.search(r"(\d+) hits, (\d+) misses", client.get("/ui/").text)
             seen = (int(found[1]), int(found[2])) if found else None
-            if seen == (hits, misses):
+            rate_limit = "7 of 100" in client.get("/ui/upstreams").text
+            if seen == (hits, misses) and rate_limit:
                 return
             time.sleep(0.2)
-    raise AssertionError(f"the overview never showed {hits} hits, {misses} misses: last {seen}")
+    raise AssertionError(
+        f"the overview never showed {hits} hits, {misses} misses (last {seen}), "
+        f"or the hub rule's rate limit never showed ({rate_limit})"
+    )
 
 
 def finding(advisory: str, severity: str, package: str, fixed: str | None) -> dict[str, Any]:
@@ -297,7 +305,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         server.start()
         built = Site(server, single, older, multi, extra, limited)
         _fill(server, built)
-        _wait_for_counts(server, built.hits, built.misses)
+        _wait_until_recorded(server, built.hits, built.misses)
         asyncio.run(_record_scans(server, multi))
         yield built
     finally:
