@@ -178,6 +178,10 @@ def test_a_deleted_key_or_its_deleted_principal_is_refused(cache: Cache, key: Aw
     listed = cache.server.command("access-keys", "list")
     assert f"{key.access_key_id}\tadmin\t" in listed
     assert key.secret_access_key not in listed
+    # The key's row is in the database (or its write-ahead log), its secret only sealed.
+    stored = b"".join(p.read_bytes() for p in cache.server.data_dir.glob("metadata.sqlite*"))
+    assert key.access_key_id.encode() in stored
+    assert key.secret_access_key.encode() not in stored
     cache.server.command("access-keys", "delete", key.access_key_id)  # returns once applied
     with pytest.raises(botocore.exceptions.ClientError) as deleted:
         client.call("DescribePullThroughCacheRules")

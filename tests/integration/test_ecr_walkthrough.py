@@ -279,8 +279,10 @@ def test_the_ecr_setup_with_the_aws_cli_then_login_pull_and_findings(
     assert findings["imageId"] == {"imageDigest": debian.digest, "imageTag": "12"}
     found = {f["name"] for f in findings["imageScanFindings"]["findings"]}
     assert {"DSA-9001-1", "DSA-9005-1", "GHSA-9001-aaaa-bbbb", "GHSA-9004-aaaa-bbbb"} <= found
-    assert findings["imageScanFindings"]["findingSeverityCounts"] == {
-        "HIGH": 2,
-        "MEDIUM": 3,
-        "LOW": 1,
-    }
+    counts = {"HIGH": 2, "MEDIUM": 3, "LOW": 1}
+    assert findings["imageScanFindings"]["findingSeverityCounts"] == counts
+    described = dora_aws("ecr", "describe-images", "--repository-name", repository)
+    assert_valid_output("ecr", "DescribeImages", described)
+    [detail] = described["imageDetails"]
+    assert detail["imageScanStatus"]["status"] == "COMPLETE"
+    assert detail["imageScanFindingsSummary"]["findingSeverityCounts"] == counts

@@ -12,6 +12,7 @@ from typing import Any
 from pullthrough.access.import_check import ImportCheck, import_anything
 from pullthrough.api.ecr.call import Body, Call, Operation, Reply
 from pullthrough.api.ecr.errors import AwsError, invalid_parameter
+from pullthrough.api.ecr.scan_actions import scan_summary
 from pullthrough.api.ecr.shapes import member, page, repository_arn, text, texts
 from pullthrough.errors import (
     Denied,
@@ -154,7 +155,12 @@ async def describe_images(call: Call, body: Body) -> Reply:
                 )
             chosen.extend(i for i in found if i not in chosen)
         images = chosen
-    return _paged({}, "imageDetails", [_image_detail(call, i) for i in images], body)
+    reply = _paged({}, "imageDetails", images, body)
+    reply["imageDetails"] = [
+        {**_image_detail(call, i), **await scan_summary(call, name, i.digest)}
+        for i in reply["imageDetails"]
+    ]
+    return reply
 
 
 async def list_images(call: Call, body: Body) -> Reply:

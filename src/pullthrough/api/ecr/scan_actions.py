@@ -60,6 +60,28 @@ def _id(digest: str, tag: str | None) -> Reply:
     return {"imageDigest": digest, **({"imageTag": tag} if tag else {})}
 
 
+async def scan_summary(call: Call, repository: str, digest: str) -> Reply:
+    """DescribeImages' `imageScanStatus` and `imageScanFindingsSummary` of an image scanned
+    (or being scanned); nothing for one never scanned, or without scanning."""
+    if call.services.cache.scanning is None:
+        return {}
+    platforms = await _platforms(call, repository, digest)
+    if not platforms:
+        return {}
+    document = findings_document(repository, digest, None, platforms)
+    status = document["imageScanStatus"]
+    if status["status"] == NOT_SCANNED:
+        return {}
+    summary: Reply = {"imageScanStatus": status}
+    if status["status"] == "COMPLETE":
+        counts = document["imageScanFindings"]["findingSeverityCounts"]
+        summary["imageScanFindingsSummary"] = {"findingSeverityCounts": counts}
+        if document["imageScanCompletedAt"] is not None:
+            completed = document["imageScanCompletedAt"]
+            summary["imageScanFindingsSummary"]["imageScanCompletedAt"] = completed
+    return summary
+
+
 async def start_image_scan(call: Call, body: Body) -> Reply:
     repository = text(body, "repositoryName")
     digest, tag = _image_id(body)
