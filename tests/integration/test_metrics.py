@@ -218,6 +218,8 @@ def test_request_and_upstream_log_lines_carry_the_request_id(
     image = fixture_images.oci_app
     layer = image.blobs[-1]
     path = f"/v2/{RULE}/{image.repo}/blobs/{layer.digest}"
+    # Upstream's own id for the request, as registries behind S3 or CloudFront send one.
+    cache.proxy.extra_headers(r"/blobs/", {"x-amz-request-id": "upstream-req-5150"})
     response = cache.get(path, headers={"X-Request-Id": "trace-cold-blob"})
     assert response.status_code == 200
     assert response.headers["X-Request-Id"] == "trace-cold-blob"
@@ -247,6 +249,7 @@ def test_request_and_upstream_log_lines_carry_the_request_id(
     assert [(line["method"], line["status"]) for line in upstream][-1] == ("GET", 200)
     assert upstream[-1]["path"] == f"/v2/{image.repo}/blobs/{layer.digest}"
     assert upstream[-1]["rule"] == RULE
+    assert upstream[-1]["upstream_request_id"] == "upstream-req-5150"
 
 
 def basic(name: str, secret: str) -> dict[str, str]:
