@@ -11,7 +11,8 @@
             └── ab/              first two hex digits, so no directory grows too large
                 └── ab12…ef      the blob's bytes, exactly; the name is its digest's hex
 
-Inside tmp/, the fill spool and the file locks (storage/locks.py) name their own files; a blob's
+Inside tmp/, the fill spool and the file locks (storage/locks.py) name their own files, and
+`pullthrough serve` keeps its processes' metrics in tmp/metrics/ (telemetry/metrics.py); a blob's
 key under blobs/ is `blob_key`, which the filesystem driver joins to `blob_root`. A blob file only
 ever appears by an atomic rename of a verified, fsynced temp file, so a file under blobs/ is
 always complete. Manifests live in the metadata database, not here.
