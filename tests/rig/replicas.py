@@ -23,6 +23,7 @@ from tests.rig.lifecycle import Started
 from tests.rig.nginx import Nginx
 from tests.rig.postgres import create_database, drop_database
 from tests.rig.s3server import S3Server
+from tests.rig.secret_watch import register_command
 from tests.rig.server import PullthroughServer, pullthrough_binary
 
 S3_PREFIX = "pullthrough"
@@ -115,6 +116,7 @@ class Replicas(Started):
             env={**os.environ, **server.env},
             check=False,
         )
+        register_command(args, stdin, result.stdout)
         assert result.returncode == 0, result.stderr
         return result.stdout
 

@@ -61,7 +61,6 @@ class PullthroughServer(Started):
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         # Searched for every secret the session made, at its end (tests/conftest.py).
         register_log(self.log_path)
-        register_environment(self.env)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,6 +95,7 @@ class PullthroughServer(Started):
         """Start the process and return at once, without waiting for it to answer."""
         if self.running:
             return
+        register_environment(self.env)  # as it is now: a replica's keys are set after __init__
         binary = pullthrough_binary()
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: run `uv sync` (or `make test`)")
