@@ -33,6 +33,9 @@ from bench.scaleout import (
     ReplicaFigures,
     S3BlobFigures,
 )
+from bench.scanning_cost import GOAL as SCANNING_GOAL
+from bench.scanning_cost import ScanningFigures
+from bench.scanning_cost import section as scanning_section
 
 MiB = 2**20
 X = "\u00d7"  # the multiplication sign, for ratios
@@ -60,6 +63,7 @@ class Results:
     s3_blobs: S3BlobFigures | None = None
     replicas: list[ReplicaFigures] = field(default_factory=list)
     metrics: MetricsFigures | None = None
+    scanning: ScanningFigures | None = None
     duration: float = 0.0
     load_before: float = 0.0  # 1-minute load average when the run started
     load_after: float = 0.0
@@ -131,6 +135,18 @@ def verdicts(r: Results) -> list[Verdict]:
             out.append(
                 _at_least("10", f"{kind}, metrics on / off", r.metrics.ratio(kind), METRICS_GOAL)
             )
+    if r.scanning:
+        for kind in ("cold", "warm"):
+            if r.scanning.ratio(kind):
+                out.append(
+                    _at_most(
+                        "11",
+                        f"{kind} pull while scanning, vs not",
+                        r.scanning.ratio(kind),
+                        SCANNING_GOAL,
+                        X,
+                    )
+                )
     if r.cold:
         ratio = r.cold.median(PT) / r.cold.median("direct")
         out.append(_at_most("3", "cold pull time, vs direct", ratio, 1.3, X))
@@ -1030,5 +1046,6 @@ def render(r: Results) -> str:
     lines += _cold_blob_section(r)
     lines += _slow_section(r)
     lines += metrics_section(r.metrics)
+    lines += scanning_section(r.scanning)
     lines += _phase_load_section(r)
     return "\n".join(lines).rstrip() + "\n"

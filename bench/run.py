@@ -19,20 +19,20 @@ from pathlib import Path
 
 from tests.rig.registry import UpstreamRegistry
 
-from bench import env, metrics_cost, phases, report, scaleout
+from bench import env, metrics_cost, phases, report, scaleout, scanning_cost
 from bench.images import MiB, ensure_images, specs
 from bench.phases import Settings
 from bench.servers import export_source
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / "work"
-ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 
 def _parse_only(text: str) -> tuple[int, ...]:
     numbers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     if not numbers or any(n not in ALL for n in numbers):
-        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-10, e.g. 1 or 2,4")
+        raise argparse.ArgumentTypeError("--only takes measurement numbers 1-11, e.g. 1 or 2,4")
     return numbers
 
 
@@ -215,6 +215,9 @@ def _run_phases(
     if 10 in only:
         step("metrics on vs off: manifest and blob GETs, alternating")
         results.metrics = metrics_cost.metrics_cost(upstream, images, settings)
+    if 11 in only:
+        step("scanning: scan time per fixture image; cold and warm pulls while scans run")
+        results.scanning = scanning_cost.scanning_cost(upstream, images, settings)
 
 
 if __name__ == "__main__":
