@@ -5,6 +5,7 @@ changes, and the gate before a first pull."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,6 +156,12 @@ def test_pulled_fixture_images_have_exactly_the_expected_findings(
     assert "3.0.19-1~deb12u4" in table
     images = admin_ok(cache.server, "images", "list", f"{PREFIX}/scan-e2e/debian")
     assert "2 HIGH, 3 MEDIUM, 1 LOW" in images
+    rescanned = admin_ok(cache.server, "scan", f"{PREFIX}/scan-e2e/alpine:3.19", "--wait")
+    assert "COMPLETE (2 CRITICAL, 1 MEDIUM)" in rescanned
+    sbom = json.loads(admin_ok(cache.server, "sbom", f"{PREFIX}/scan-e2e/alpine:3.19"))
+    assert sbom["bomFormat"] == "CycloneDX"
+    purls = {component.get("purl") for component in sbom["components"]}
+    assert "pkg:apk/alpine/libssl3@3.1.4-r2?arch=x86_64&distro=3.19.1" in purls
 
 
 def test_a_two_platform_tag_lists_each_finding_with_the_platforms_it_affects(
