@@ -81,7 +81,8 @@ class Gate:
         self._configuration_store: ScanningStore = scans.configuration
         self._revisions = revisions
         self._configuration: tuple[int, ScanningConfiguration] | None = None
-        self._passed: dict[str, tuple[int, int]] = {}  # digest → revisions it passed under
+        # (repository, digest) → the revisions it passed under: policies differ by repository.
+        self._passed: dict[tuple[str, str], tuple[int, int]] = {}
 
     async def configuration(self) -> ScanningConfiguration:
         revision = await self._revisions.value(SCANNING_REVISION)
@@ -100,12 +101,12 @@ class Gate:
             await self._revisions.value(SCANS_REVISION),
             await self._revisions.value(SCANNING_REVISION),
         )
-        if self._passed.get(digest) == key:
+        if self._passed.get((repository, digest)) == key:
             return
         platforms = self._platforms(digest, media_type, content)
         overridden = await self._store.overridden([digest, *(p.digest for p in platforms)])
         if digest in overridden:
-            self._remember(digest, key)
+            self._remember(repository, digest, key)
             return
         platforms = [p for p in platforms if p.digest not in overridden]
         rows = await self._store.many([p.digest for p in platforms])
@@ -118,12 +119,12 @@ class Gate:
             )
             rows.update(waited)
         self._verdict(repository, digest, policies, platforms, rows)
-        self._remember(digest, key)
+        self._remember(repository, digest, key)
 
-    def _remember(self, digest: str, key: tuple[int, int]) -> None:
+    def _remember(self, repository: str, digest: str, key: tuple[int, int]) -> None:
         if len(self._passed) > 10_000:
             self._passed.clear()
-        self._passed[digest] = key
+        self._passed[(repository, digest)] = key
 
     @staticmethod
     def _platforms(digest: str, media_type: str, content: bytes) -> list[_Platform]:
