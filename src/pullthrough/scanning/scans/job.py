@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pullthrough.metadata.inventory import platform_name
+from pullthrough.oci import mediatypes
 from pullthrough.oci.manifest import parse_manifest
 from pullthrough.scanning.model import Finding, Inventory, LayerSource
 from pullthrough.scanning.results import finding_json
@@ -60,6 +61,10 @@ async def image_layers(
         raise NotAnImage(f"{repository}@{digest} is an index: its platform images are scanned")
     if not parsed.blobs:
         raise NotAnImage(f"{repository}@{digest} has no layers to scan")
+    if parsed.media_type in (mediatypes.DOCKER_MANIFEST_V1_SIGNED, mediatypes.DOCKER_MANIFEST_V1):
+        # Schema 1 lists its layers top first, and has no config blob.
+        layers = list(reversed(parsed.blobs))
+        return None, [LayerRef(layer.digest, layer.media_type) for layer in layers]
     config, *layers = parsed.blobs
     platform = None
     if config.size <= _MAX_CONFIG_BYTES:
