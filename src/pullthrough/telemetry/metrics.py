@@ -65,7 +65,8 @@ class Metrics:
         )
         self.http_duration = Histogram(
             "pullthrough_http_request_duration_seconds",
-            "Time from a request's arrival to its response's end, by route kind.",
+            "Time from a request's arrival until its handler returned (a blob being filled "
+            "is sent by then; a stored file or a manifest after), by route kind.",
             ("route",),
             buckets=_LATENCY_BUCKETS,
             registry=r,
