@@ -16,6 +16,7 @@ from pullthrough.metadata.revisions import VULNDB, Revisions, bump
 from pullthrough.metadata.scanning import GatePolicy, RepositoryFilter, ScanningConfiguration
 from pullthrough.metadata.store import MetadataStore, sqlite_url
 from pullthrough.oci import mediatypes
+from pullthrough.oci.manifest import parse_manifest
 from pullthrough.scanning.gate import Gate
 from pullthrough.scanning.model import Distro, Finding, Inventory, Package
 from pullthrough.scanning.scans.job import LayerRef
@@ -242,13 +243,18 @@ async def test_a_scan_not_done_within_the_bound_is_answered_with_retry_after(
         await service.close()
 
 
-async def test_a_database_update_rescans_cached_images(
+async def test_a_database_update_rescans_cached_images_and_forgets_those_gone(
     metadata: MetadataStore, tmp_path: Path
 ) -> None:
     images, database, service, _gate = await _setup(metadata, tmp_path, block_severity="HIGH")
     try:
         database.fixed = None  # no advisory yet
         digest = images.image("amd64", "3.0.11")
+        media_type, content = images.manifests[digest]
+        repository_id = await metadata.repositories.id(REPO, "up")
+        await metadata.manifests.save(
+            repository_id, digest, content, parse_manifest(content, media_type)
+        )
         await service.queue(REPO, digest)
         assert (await service.wait((digest,), 30.0))[digest].findings == []
         database.fixed = "3.0.12"
@@ -261,5 +267,18 @@ async def test_a_database_update_rescans_cached_images(
             await asyncio.sleep(0.05)
         assert row is not None
         assert [f["advisory"] for f in row.findings or []] == ["DSA-1-1"]
+
+        # An image no longer cached is not fetched again for a rescan: its scan is dropped.
+        gone = images.image("amd64", "3.0.10")
+        await service.queue(REPO, gone)
+        assert (await service.wait((gone,), 30.0))[gone].state == "done"
+        async with metadata.engine.begin() as conn:
+            await bump(conn, VULNDB)
+        for _ in range(300):
+            if await service.store.get(gone) is None:
+                break
+            await asyncio.sleep(0.05)
+        assert await service.store.get(gone) is None
+        assert await service.store.get(digest) is not None
     finally:
         await service.close()

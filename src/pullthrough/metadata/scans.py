@@ -186,6 +186,12 @@ class ScanStore:
         async with self._engine.connect() as conn:
             return [_row(row) for row in await conn.execute(query)]
 
+    async def forget(self, digest: str) -> None:
+        """Drop the scan of an image the cache no longer holds."""
+        table = schema.scans
+        async with self._engine.begin() as conn:
+            await conn.execute(table.delete().where(table.c.digest == digest))
+
     # -- overrides ---------------------------------------------------------------------------
 
     async def override(self, digest: str, reason: str) -> Override:

@@ -296,9 +296,14 @@ class ScanService:
             return
         if await self._leases.acquire(RESCAN_LEASE, self._holder, ttl=60.0):
             try:
-                stale = await self.store.older_than(revision)
-                for row in stale:
-                    await self.store.queue(row.repository, row.digest)
+                stale = []
+                for row in await self.store.older_than(revision):
+                    # An image expired or collected since is not fetched again to be rescanned.
+                    if await self._metadata.manifests.in_repository(row.repository, row.digest):
+                        stale.append(row)
+                        await self.store.queue(row.repository, row.digest)
+                    else:
+                        await self.store.forget(row.digest)
                 if stale:
                     log.info(
                         "vulnerability database revision %d: %d cached image(s) queued for "
