@@ -303,3 +303,32 @@ def test_the_gate_refuses_a_vulnerable_image_before_any_client_gets_it(
     _eventually_pulls(cache, distroless, tmp_path / "overridden")
     listed = pullthrough_cli(cache.server, "gate", "remove", image)
     assert listed.returncode == 0, listed.stderr
+
+
+def test_a_pull_that_outlasts_the_gate_wait_is_told_to_come_back(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    counting_proxy: MakeProxy,
+    pullthrough_server: StartPullthrough,
+    pusher: RegistryPusher,
+    scan_images: ScanImages,
+) -> None:
+    cache = _cache(
+        counting_proxy, pullthrough_server, upstreams, {**_gate(), "gate_wait_seconds": 0}, "images"
+    )
+    alpine = push_scan_image(pusher, "gated/alpine", "3.19", scan_images.alpine)
+    repository = f"{PREFIX}/gated/alpine"
+
+    waiting = _manifest_get(cache, repository, "3.19")
+    assert waiting.status_code == 429
+    assert waiting.headers["Retry-After"] == "10"
+    error = waiting.json()["errors"][0]
+    assert error["code"] == "TOOMANYREQUESTS"
+    assert "is being scanned before its first pull is served" in error["message"]
+
+    deadline = time.monotonic() + RESULT_SECONDS
+    while (answer := _manifest_get(cache, repository, "3.19")).status_code == 429:
+        assert time.monotonic() < deadline, "the scan never finished"
+        time.sleep(0.2)
+    assert answer.status_code == 403
+    assert "ALPINE-9007 (CRITICAL) in libcrypto3 3.1.4-r2, fixed in 3.1.4-r3" in answer.text
+    assert alpine.digest in answer.text
