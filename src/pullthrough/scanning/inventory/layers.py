@@ -3,10 +3,10 @@ database files (each up to its cap), its whiteouts and its opaque directories.
 
 Memory stays bounded whatever the layer's size: a few chunks in flight (streams.py), tarfile's
 1 MiB buffer, zstd's window (at most 32 MiB), and the one file being parsed. Caps per file:
-os-release, Python metadata (its header block) 64 KiB; package.json 1 MiB; a dpkg status file and the apk database 32 MiB, held
-in memory while parsed; an rpmdb.sqlite 256 MiB, copied to a temporary file for SQLite to open
-and deleted once read. A file over its cap is listed with the problem, and the inventory reports
-it as skipped.
+os-release and Python metadata (its header block) 64 KiB; package.json 1 MiB; a dpkg status file
+and the apk database 32 MiB, held in memory while parsed; an rpmdb.sqlite 256 MiB, copied to a
+temporary file for SQLite to open and deleted once read. A file over its cap is listed with the
+problem, and the inventory reports it as skipped.
 """
 
 from __future__ import annotations
