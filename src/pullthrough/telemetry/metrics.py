@@ -7,8 +7,10 @@ memory-mapped files there, and a scrape answered by any worker reads them all, s
 the sum over the workers. A worker that exits is marked dead (`worker_exited`): its live gauges
 stop counting, its counters stay in the sums.
 
-Counting is cheap on purpose: the request path does a dictionary lookup and a few increments
-of memory-mapped floats, nothing else. With `metrics: false` (`disable`) nothing is counted.
+Counting is cheap on purpose: the request path adds to counts kept in the process's memory (a
+dictionary lookup and a few additions), which are written to the metrics once a second and
+before a scrape (`flush`; a write to a memory-mapped file takes a lock, in multi-process mode).
+With `metrics: false` (`disable`) nothing is counted.
 
 Labels are bounded: route kinds, status codes, rule prefixes (configured by the operator),
 upstream hosts, methods; never a repository, tag or digest.
