@@ -198,6 +198,7 @@ def test_cold_then_warm_pulls_through_two_workers_in_one_scrape(
     )
     warm = settled(cache, warm_expected)
     assert values(warm, warm_expected) == warm_expected
+
     # The storage gauges read the metadata (at most every few seconds): what the pull stored.
     def storage() -> tuple[float, float]:
         found = scrape(cache.url("/metrics"))
@@ -379,3 +380,18 @@ def test_every_metric_the_dashboard_and_alerts_read_is_in_a_real_scrape(
     assert found.value("pullthrough_upstream_ratelimit_limit", rule=RULE) == 100
     assert found.value("pullthrough_lifecycle_runs_total", result="ok") >= 1
     assert found.value("pullthrough_storage_max_bytes") == 10 * 1024**3
+
+
+def test_metrics_off_counts_nothing_and_has_no_page(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    counting_proxy: MakeProxy,
+    pullthrough_server: StartPullthrough,
+) -> None:
+    cache = start_cache(
+        counting_proxy, pullthrough_server, upstreams["anonymous"], {"metrics": False}
+    )
+    assert cache.get("/v2/").status_code == 200
+    page = cache.get("/metrics")
+    assert page.status_code == 404
+    assert "metrics are off (metrics: false)" in page.json()["errors"][0]["message"]
+    assert not (cache.server.data_dir / "tmp" / "metrics").exists()
