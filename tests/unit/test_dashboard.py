@@ -11,7 +11,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from pullthrough.api.app import build_app
@@ -63,7 +62,6 @@ def test_the_dashboard_loads_at_its_first_request_and_without_the_admin_api(
 
 
 # The request log's fields are kept under plain string keys on the request (api/middleware.py).
-@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 async def test_with_auth_off_every_page_is_open_and_says_so(tmp_path: Path) -> None:
     async with TestClient(TestServer(build_app(Settings(data_dir=tmp_path / "data")))) as client:
         for path in ("/ui/", "/ui/upstreams", "/ui/repositories", "/ui/rules", "/ui/space"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pullthrough.api.app import build_app
@@ -15,7 +14,6 @@ from pullthrough.config import Settings
 
 # The request middleware keys request data by str, which aiohttp warns about; not what is
 # tested here (the real server runs without warnings as errors).
-@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 async def test_readyz_is_503_while_starting_200_while_serving_and_503_once_stopping(
     tmp_path: Path,
 ) -> None:

@@ -12,6 +12,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from pullthrough.api.request_ids import CACHE_RESULT, PRINCIPAL, REPOSITORY, REQUEST_ID
 from pullthrough.errors import HeadersTooLarge, RegistryError
 from pullthrough.telemetry import metrics
 from pullthrough.telemetry.logs import request_line
@@ -70,8 +71,10 @@ def log_request(request: web.Request, trace: RequestTrace, status: int, seconds:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "remote": request.remote,
+            "principal": request.get(PRINCIPAL),
+            "repository": request.get(REPOSITORY),
             "rule": trace.rule,
-            "cache": trace.cache or request.get("cache"),
+            "cache": trace.cache or request.get(CACHE_RESULT),
             "bytes": trace.sent,
         },
     )
@@ -80,7 +83,7 @@ def log_request(request: web.Request, trace: RequestTrace, status: int, seconds:
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
     """The request id in every response's headers, as they are sent: a response the handler
     streams itself (a blob) has sent them before the middleware sees it."""
-    request_id = request.get("request_id")
+    request_id = request.get(REQUEST_ID)
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id
 
@@ -90,7 +93,7 @@ def make_middleware(max_header_bytes: int) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex[:16]
-        request["request_id"] = request_id
+        request[REQUEST_ID] = request_id
         trace = RequestTrace(request_id)
         traced = TRACE.set(trace)
         started = time.perf_counter()

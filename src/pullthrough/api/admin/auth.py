@@ -8,6 +8,7 @@ from aiohttp import web
 from pullthrough.access.registry_policy.document import ADMIN, REGISTRY_WIDE
 from pullthrough.api.access import AccessControl
 from pullthrough.api.admin.errors import Denied, Unauthorized
+from pullthrough.api.request_ids import PRINCIPAL
 from pullthrough.errors import Unauthorized as RegistryUnauthorized
 
 
@@ -29,7 +30,7 @@ async def require_admin(request: web.Request, access: AccessControl | None) -> N
             headers=challenge(access),
         ) from None
     principal = caller.principal
-    request["principal"] = principal.name
+    request[PRINCIPAL] = principal.name
     decision = await access.authorizer.decide(principal, ADMIN, REGISTRY_WIDE)
     if decision.allowed:
         return

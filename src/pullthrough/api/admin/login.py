@@ -16,6 +16,7 @@ from pullthrough.api.admin.errors import Conflict, Denied, Invalid, Unauthorized
 from pullthrough.api.admin.fields import iso_time
 from pullthrough.api.admin.models import LoginToken, LoginTokenRequest
 from pullthrough.api.admin.replies import reply
+from pullthrough.api.request_ids import PRINCIPAL
 from pullthrough.errors import Unauthorized as RegistryUnauthorized
 
 MIN_TTL = 1.0
@@ -57,7 +58,7 @@ async def _caller(request: web.Request, access: AccessControl) -> Caller:
         raise Unauthorized(f"{exc.message} ({how})", headers=challenge(access)) from None
     if caller is None:
         raise Unauthorized(how, headers=challenge(access))
-    request["principal"] = caller.principal.name
+    request[PRINCIPAL] = caller.principal.name
     if caller.proof != "secret":
         raise Denied(f"a {caller.proof} cannot get a login token: {how}")
     return caller
