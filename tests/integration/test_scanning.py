@@ -332,3 +332,31 @@ def test_a_pull_that_outlasts_the_gate_wait_is_told_to_come_back(
     assert answer.status_code == 403
     assert "ALPINE-9007 (CRITICAL) in libcrypto3 3.1.4-r2, fixed in 3.1.4-r3" in answer.text
     assert alpine.digest in answer.text
+
+
+def test_a_template_with_scan_on_pull_has_the_repositories_it_makes_scanned(
+    upstreams: dict[AuthMode, UpstreamRegistry],
+    counting_proxy: MakeProxy,
+    pullthrough_server: StartPullthrough,
+    pusher: RegistryPusher,
+    scan_images: ScanImages,
+    tmp_path: Path,
+) -> None:
+    """With no scanning rule naming them, images are scanned on first cache in repositories a
+    creation template with `scan_on_pull` made, and only there (scans are kept per digest, so
+    the two repositories hold different images)."""
+    cache = _cache(
+        counting_proxy, pullthrough_server, upstreams, {"scan_type": "BASIC", "rules": []}
+    )
+    template = {"prefix": f"{PREFIX}/scan-tpl", "scan_on_pull": True}
+    made = httpx.post(cache.url("/api/v1/templates"), json=template, timeout=60)
+    assert made.status_code == 201, made.text
+    scanned = push_scan_image(pusher, "scan-tpl/alpine", "3", scan_images.alpine)
+    unscanned = push_scan_image(pusher, "scan-none/distroless", "3", scan_images.distroless)
+    _pull(cache, scanned, tmp_path / "scanned")
+    _pull(cache, unscanned, tmp_path / "unscanned")
+
+    document = _complete(cache, f"{PREFIX}/scan-tpl/alpine", "3")
+    assert document["imageScanStatus"]["status"] == "COMPLETE"
+    other = _findings(cache, f"{PREFIX}/scan-none/distroless", "3")
+    assert other["imageScanStatus"]["status"] == "NOT_SCANNED"

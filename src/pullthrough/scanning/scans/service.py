@@ -32,6 +32,7 @@ from pullthrough.metadata.leases import LeaseStore
 from pullthrough.metadata.scanning import ScanningStore
 from pullthrough.metadata.scans import DONE, FAILED, QUEUED, SCANNING, ScanRow, ScanStore
 from pullthrough.metadata.store import MetadataStore
+from pullthrough.metadata.templates import TemplateStore
 from pullthrough.oci.manifest import parse_manifest
 from pullthrough.scanning.model import Inventory
 from pullthrough.scanning.scans.job import (
@@ -87,6 +88,7 @@ class ScanService:
     ) -> None:
         self.store = ScanStore(metadata.engine)
         self.configuration = ScanningStore(metadata.engine)
+        self._templates = TemplateStore(metadata.engine)
         self._metadata = metadata
         self._source = source
         self._read_inventory = read_inventory
@@ -134,7 +136,8 @@ class ScanService:
 
     def first_cached(self, repository: str, media_type: str, digest: str) -> None:
         """An image manifest was cached for the first time (a client's pull fetched it): scan it
-        when the scanning configuration says so. Returns at once; never raises."""
+        when the scanning configuration says so, or the creation template that made its
+        repository has `scan_on_pull`. Returns at once; never raises."""
         if self._stopped or media_type.endswith(("index.v1+json", "manifest.list.v2+json")):
             return  # an index's platform images are scanned as clients pull them
         self._spawn(self._queue_if_configured(repository, digest), f"queue scan {digest}")
@@ -142,8 +145,11 @@ class ScanService:
     async def _queue_if_configured(self, repository: str, digest: str) -> None:
         try:
             configuration = await self.configuration.get()
-            if configuration.scans_on_first_cache(repository):
-                await self.queue(repository, digest, again=False)
+            if not configuration.scans_on_first_cache(repository):
+                settings = await self._templates.settings(repository)
+                if settings is None or not settings.scan_on_pull:
+                    return
+            await self.queue(repository, digest, again=False)
         except Exception:
             log.exception("queueing a scan of %s@%s failed", repository, digest)
 
