@@ -4,6 +4,7 @@ client (`bench.client`) as a subprocess, and per-process peak RSS. Every one is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -367,6 +368,47 @@ class TimedGet:
         """The rate from the first byte to the last: the fill's own rate when the blob is
         cold (the bytes reach the client as the cache receives them)."""
         return self.size / max(1e-9, self.total - self.first_byte) / MB
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """CPU seconds (user + system) that one download cost each party: the cache's process
+    tree (0 for a direct download), the upstream registry, and the client."""
+
+    cache: float
+    upstream: float
+    client: float
+
+    @property
+    def total(self) -> float:
+        return self.cache + self.upstream + self.client
+
+
+def curl_cpu(
+    url: str, size: int, timeout: float, cache_pid: int | None, upstream_pid: int
+) -> tuple[TimedGet, CpuSplit]:
+    """`curl_timed`, and the CPU the download cost the cache, the upstream and curl."""
+    cache_before = cpu_seconds(process_tree(cache_pid)) if cache_pid is not None else 0.0
+    upstream_before = cpu_seconds([upstream_pid])
+    client_before = _children_cpu()
+    timed = curl_timed(url, size, timeout)
+    split = CpuSplit(
+        cache=cpu_seconds(process_tree(cache_pid)) - cache_before if cache_pid is not None else 0.0,
+        upstream=cpu_seconds([upstream_pid]) - upstream_before,
+        client=_children_cpu() - client_before,
+    )
+    return timed, split
+
+
+def sha256_cpu_seconds(size: int) -> float:
+    """CPU seconds one core takes to sha256 `size` bytes already in memory (hashlib, OpenSSL):
+    the least any cache that verifies what it stores spends on it."""
+    block = os.urandom(64 << 20)
+    hasher = hashlib.sha256()
+    started = time.thread_time()
+    for _ in range(max(1, size // len(block))):
+        hasher.update(block)
+    return (time.thread_time() - started) * size / (max(1, size // len(block)) * len(block))
 
 
 def curl_timed(url: str, size: int, timeout: float) -> TimedGet:

@@ -24,6 +24,7 @@ from bench.images import TAG, BenchImage, ImageSet
 from bench.measure import (
     MB,
     BenchError,
+    CpuSplit,
     PeakRss,
     PullRun,
     Throughput,
@@ -32,9 +33,10 @@ from bench.measure import (
     TreePeak,
     WrkResult,
     ab_head,
+    curl_cpu,
     curl_parallel,
-    curl_timed,
     pull,
+    sha256_cpu_seconds,
     tree_memory,
     wrk,
 )
@@ -120,6 +122,23 @@ class ColdBlobFigures:
 
     size: int
     runs: dict[str, list[TimedGet]] = field(default_factory=dict)
+    # What each download cost in CPU, per target ("direct": curl from the upstream itself).
+    cpu: dict[str, list[CpuSplit]] = field(default_factory=dict)
+    sha256_seconds: float = 0.0  # one core hashing `size` bytes in memory
+
+    def median_cpu(self, target: str) -> CpuSplit:
+        splits = self.cpu[target]
+        return CpuSplit(
+            cache=statistics.median(c.cache for c in splits),
+            upstream=statistics.median(c.upstream for c in splits),
+            client=statistics.median(c.client for c in splits),
+        )
+
+    def floor_seconds(self, cpus: int) -> float:
+        """The least time any cache that hashes every byte could take on `cpus` cores: what
+        moving the bytes costs the upstream and the client (a direct download), plus sha256 of
+        them, spread perfectly over the cores, with nothing else (receiving, storing, sending)."""
+        return (self.median_cpu("direct").total + self.sha256_seconds) / cpus
 
     def median_seconds(self, target: str) -> float:
         return statistics.median(g.total for g in self.runs[target])
@@ -447,14 +466,24 @@ def cold_blob(upstream: UpstreamRegistry, images: ImageSet, s: Settings) -> Cold
     """Measurement 8: the big blob, one GET through an empty pullthrough then an empty
     distribution proxy, alternating, each run on a freshly started cache."""
     big = images.big.largest
-    figures = ColdBlobFigures(big.size, {PT: [], DIST: []})
+    figures = ColdBlobFigures(big.size, {PT: [], DIST: []}, {PT: [], DIST: [], "direct": []})
+    upstream_pid = upstream.pid
+    assert upstream_pid is not None
+
+    def timed(name: str, url: str, cache_pid: int | None) -> TimedGet:
+        got, cpu = curl_cpu(url, big.size, _BLOB_TIMEOUT, cache_pid, upstream_pid)
+        figures.cpu[name].append(cpu)
+        return got
+
     for _ in range(s.cold_blob_repetitions):
         with _pullthrough(s, upstream.url) as pt:
             url = _blob_url(pt.url, f"{UPSTREAM_PREFIX}/{images.big.repo}", big.digest)
-            figures.runs[PT].append(curl_timed(url, big.size, _BLOB_TIMEOUT))
+            figures.runs[PT].append(timed(PT, url, pt.pid))
         with distribution_proxy(s.workdir / "distribution", upstream.url) as dist:
             url = _blob_url(dist.url, images.big.repo, big.digest)
-            figures.runs[DIST].append(curl_timed(url, big.size, _BLOB_TIMEOUT))
+            figures.runs[DIST].append(timed(DIST, url, dist.pid))
+        timed("direct", _blob_url(upstream.url, images.big.repo, big.digest), None)
+    figures.sha256_seconds = sha256_cpu_seconds(big.size)
     return figures
 
 

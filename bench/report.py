@@ -637,7 +637,50 @@ def _cold_blob_section(r: Results) -> list[str]:
             "and a "
             f"fill rate ≥ {FILL_MBPS:g} MB/s.",
         ]
-    return [*lines, ""]
+    return [*lines, "", *_cold_blob_cpu(r)]
+
+
+def _cold_blob_cpu(r: Results) -> list[str]:
+    """What each download cost in CPU, and the least time any verifying cache could take."""
+    c = r.cold_blob
+    if c is None or not c.cpu.get("direct") or not c.cpu.get(PT) or not c.cpu.get(DIST):
+        return []
+    cpus = r.machine.cpus
+    lines = [
+        "CPU seconds (user + system) each download cost, median of the runs: the cache's "
+        "processes, the upstream registry and curl, read from `/proc` before and after; "
+        "*direct* is curl downloading the blob from the upstream itself, once after each pair "
+        "of runs.",
+        "",
+        "| download | cache | upstream | curl | total | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("direct", PT, DIST):
+        cpu = c.median_cpu(name)
+        seconds = f"{c.median_seconds(name):.2f}" if c.runs.get(name) else "—"
+        lines.append(
+            f"| {name} | {cpu.cache:.2f} | {cpu.upstream:.2f} | {cpu.client:.2f} | "
+            f"{cpu.total:.2f} | {seconds} |"
+        )
+    floor = c.floor_seconds(cpus)
+    target = c.median_seconds(DIST) / COLD_BLOB_VS_DIST
+    lines += [
+        "",
+        f"sha256 of {_fmt_mib(c.size)} on one core, in memory: {c.sha256_seconds:.2f} s. A "
+        "cache that verifies what it serves spends at least that on top of the direct "
+        f"download's CPU ({c.median_cpu('direct').total:.2f} s): "
+        f"{c.median_cpu('direct').total + c.sha256_seconds:.2f} s of CPU, so on {cpus} cores "
+        f"no such cache can finish in less than **{floor:.2f} s**, before it receives, stores "
+        f"or sends a byte. {COLD_BLOB_VS_DIST:g}{X} distribution's rate in this run means "
+        f"**{target:.2f} s**"
+        + (
+            ": below that floor, so out of reach on this machine for any cache that verifies."
+            if target < floor
+            else "."
+        ),
+        "",
+    ]
+    return lines
 
 
 def _slow_section(r: Results) -> list[str]:
@@ -993,7 +1036,16 @@ def _why(r: Results) -> list[str]:
             f"then flowed at {c.median_body_mbps(PT):.0f} MB/s; distribution's proxy streamed "
             f"the same blob at {c.median_body_mbps(DIST):.0f} MB/s. The fill rate, not the "
             "start, sets the time of a big blob, and it is bound by CPU on this machine: see "
-            "*Profiling notes* in `bench/README.md` for where ~2 s of CPU per GiB goes."
+            "*Profiling notes* in `bench/README.md` for where the CPU goes."
+            + (
+                f" The CPU table of measurement 8: moving the bytes (upstream and curl) and "
+                f"hashing them alone take {c.floor_seconds(r.machine.cpus):.2f} s on "
+                f"{r.machine.cpus} cores, against the "
+                f"{c.median_seconds(DIST) / COLD_BLOB_VS_DIST:.2f} s that "
+                f"{COLD_BLOB_VS_DIST:g}{X} distribution's rate asks."
+                if c.cpu.get("direct")
+                else ""
+            )
         )
     log = r.request_log
     if "2" in missed and log is not None and log.on and log.off:

@@ -107,6 +107,10 @@ class UpstreamRegistry(Started):
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         if self.running:
             return
