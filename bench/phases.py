@@ -134,11 +134,17 @@ class ColdBlobFigures:
             client=statistics.median(c.client for c in splits),
         )
 
+    def floor_cpu(self) -> float:
+        """The least CPU a download through any cache that hashes every byte costs: what a
+        direct download costs the upstream and the client, what receiving the bytes from a
+        socket costs the cache (at least what curl pays doing only that), and sha256 of them;
+        nothing for storing or sending them."""
+        direct = self.median_cpu("direct")
+        return direct.total + direct.client + self.sha256_seconds
+
     def floor_seconds(self, cpus: int) -> float:
-        """The least time any cache that hashes every byte could take on `cpus` cores: what
-        moving the bytes costs the upstream and the client (a direct download), plus sha256 of
-        them, spread perfectly over the cores, with nothing else (receiving, storing, sending)."""
-        return (self.median_cpu("direct").total + self.sha256_seconds) / cpus
+        """`floor_cpu` spread perfectly over `cpus` cores."""
+        return self.floor_cpu() / cpus
 
     def median_seconds(self, target: str) -> float:
         return statistics.median(g.total for g in self.runs[target])

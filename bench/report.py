@@ -667,12 +667,13 @@ def _cold_blob_cpu(r: Results) -> list[str]:
     lines += [
         "",
         f"sha256 of {_fmt_mib(c.size)} on one core, in memory: {c.sha256_seconds:.2f} s. A "
-        "cache that verifies what it serves spends at least that on top of the direct "
-        f"download's CPU ({c.median_cpu('direct').total:.2f} s): "
-        f"{c.median_cpu('direct').total + c.sha256_seconds:.2f} s of CPU, so on {cpus} cores "
-        f"no such cache can finish in less than **{floor:.2f} s**, before it receives, stores "
-        f"or sends a byte. {COLD_BLOB_VS_DIST:g}{X} distribution's rate in this run means "
-        f"**{target:.2f} s**"
+        "download through a cache that verifies what it serves costs at least the direct "
+        f"download's CPU ({c.median_cpu('direct').total:.2f} s), plus the cache receiving the "
+        "bytes from a socket (at least what curl pays doing nothing else, "
+        f"{c.median_cpu('direct').client:.2f} s), plus the sha256: {c.floor_cpu():.2f} s of "
+        f"CPU, so on {cpus} cores no such cache can finish in less than **{floor:.2f} s**, "
+        "before it stores or sends a byte. "
+        f"{COLD_BLOB_VS_DIST:g}{X} distribution's rate in this run means **{target:.2f} s**"
         + (
             ": below that floor, so out of reach on this machine for any cache that verifies."
             if target < floor
@@ -1038,8 +1039,9 @@ def _why(r: Results) -> list[str]:
             "start, sets the time of a big blob, and it is bound by CPU on this machine: see "
             "*Profiling notes* in `bench/README.md` for where the CPU goes."
             + (
-                f" The CPU table of measurement 8: moving the bytes (upstream and curl) and "
-                f"hashing them alone take {c.floor_seconds(r.machine.cpus):.2f} s on "
+                f" The CPU table of measurement 8: sending the bytes (the upstream), receiving "
+                f"them twice (the cache, curl) and hashing them alone take "
+                f"{c.floor_seconds(r.machine.cpus):.2f} s on "
                 f"{r.machine.cpus} cores, against the "
                 f"{c.median_seconds(DIST) / COLD_BLOB_VS_DIST:.2f} s that "
                 f"{COLD_BLOB_VS_DIST:g}{X} distribution's rate asks."
