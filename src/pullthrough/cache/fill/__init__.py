@@ -8,7 +8,10 @@
   it over its fills endpoint (`api/peer.py`);
 - `reading.py`: `Fill`, what each is to a reader: bytes as they grow, the last one only once
   verified;
-- `spool.py`: writing and hashing the bytes off the event loop.
+- `downloading.py`: `DownloadingFill`, what the lead and peer fills share: bytes received into
+  the spool file, readers woken at each change;
+- `heap.py`: the memory downloads used given back when the last one ends;
+- `spool.py`: writing and hashing the bytes off the event loop (with O_DIRECT where it can).
 
 `cache/blobs.py` decides which one a request gets (the lock of `storage/locks.py` does).
 """

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
 import uuid
 from pathlib import Path
 
-from pullthrough.cache.fill.reading import Fill
+from pullthrough.cache.fill.downloading import DownloadingFill
 from pullthrough.cache.fill.spool import SpoolWriter
 from pullthrough.cache.fill.state import FillRecord, FillState, forget_record
 from pullthrough.errors import (
@@ -51,7 +50,7 @@ RESUME_ATTEMPTS = 5
 ABORT_UPLOAD_SECONDS = 30.0
 
 
-class LeadFill(Fill):
+class LeadFill(DownloadingFill):
     def __init__(
         self,
         *,
@@ -104,13 +103,6 @@ class LeadFill(Fill):
         if self.state is FillState.FAILED:
             assert self.error is not None
             raise self.error
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _wait_change(self) -> None:
-        await self._changed.wait()
 
     async def _spool_gone(self) -> None:
         return None  # this process removed it, after the state was settled
@@ -234,19 +226,6 @@ class LeadFill(Fill):
         self._notify()
         log.warning("fill of %s through %s failed: %s", self.digest, self.repository, error.message)
 
-    async def _download(self, fd: int, hasher: hashlib._Hash) -> None:
-        spool = self._spool = SpoolWriter(fd, hasher, self._written)
-        try:
-            await self._receive(spool)
-            await spool.flush()
-        finally:
-            self._spool = None
-            await spool.close()
-
-    def _written(self, count: int) -> None:
-        self.written += count
-        self._notify()
-
     async def _receive(self, spool: SpoolWriter) -> None:
         received = 0  # bytes handed to the spool writer; `written` trails it a little
         resumes = 0
@@ -296,9 +275,6 @@ class LeadFill(Fill):
                 f"upstream {self._client.name} sent bytes for {self.repository}@{self.digest} "
                 f"whose digest is {self.digest.algorithm}:{actual_hex}; discarded, not stored"
             )
-
-    def _available(self, fd: int) -> int:
-        return self.written
 
 
 def _log_rate(digest: Digest, upstream: str, size: int, seconds: float) -> None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ from pathlib import Path
 import aiohttp
 
 from pullthrough.access.peer_tokens import PeerTokens
+from pullthrough.cache.fill.downloading import DownloadingFill
 from pullthrough.cache.fill.follow import FollowFill
 from pullthrough.cache.fill.reading import Fill
 from pullthrough.cache.fill.spool import SpoolWriter
@@ -100,7 +100,7 @@ class _StreamBroke(Exception):
         self.reason = reason
 
 
-class PeerFill(Fill):
+class PeerFill(DownloadingFill):
     def __init__(
         self,
         *,
@@ -164,16 +164,6 @@ class PeerFill(Fill):
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         _remove(self.spool_path)
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _wait_change(self) -> None:
-        await self._changed.wait()
-
-    def _available(self, fd: int) -> int:
-        return self.written
 
     async def _spool_gone(self) -> None:
         # Only a verified fill's spool file goes while the fill is still handed out: by then
@@ -239,19 +229,6 @@ class PeerFill(Fill):
         self._started.set()
         self._notify()
         log.warning("streaming %s from peer %s failed: %s", self.digest, self.peer_url, error)
-
-    def _written(self, count: int) -> None:
-        self.written += count
-        self._notify()
-
-    async def _download(self, fd: int, hasher: hashlib._Hash) -> None:
-        spool = self._spool = SpoolWriter(fd, hasher, self._written)
-        try:
-            await self._receive(spool)
-            await spool.flush()
-        finally:
-            self._spool = None
-            await spool.close()
 
     async def _receive(self, spool: SpoolWriter) -> None:
         received = 0  # bytes handed to the spool writer; `written` trails it a little
