@@ -123,7 +123,7 @@ def section(figures: MetricsFigures | None) -> list[str]:
         "Two pullthroughs up at once, `metrics: true` (the default) and `metrics: false`, "
         "request log off in both; wrk GETs of a cached manifest by tag and of a cached "
         f"{figures.blob_size / 2**20:.0f} MiB blob ({BLOB_CONNECTIONS} connections), the runs "
-        "alternating off, on, then on, off:",
+        "alternating off, on, then on, off, and so on:",
         "",
         "| request | metrics | req/s per run | median | server CPU (median) | server CPU per "
         "request (median) |",

@@ -72,7 +72,7 @@ class Settings:
     replica_clients: int = 12  # measurement 7
     replica_repetitions: int = 1
     cold_blob_repetitions: int = 5  # measurement 8: each from an empty cache
-    log_rounds: int = 3  # measurement 2: alternating wrk runs, request log off then on
+    log_rounds: int = 5  # measurements 2 and 10: wrk runs alternating off, on, on, off, …
     slow_repetitions: int = 3  # measurement 9: cold pulls per target
     slow_delay: float = 0.05  # seconds added to every request through the slow upstream
     slow_rate: int = 75 * MB  # bytes/s per upstream response (one connection)
@@ -376,8 +376,10 @@ def manifest_rates(
         log_off = _Target(ServerFigures("log off"), pt.url, f"{UPSTREAM_PREFIX}/", targets[0].pids)
         _get_manifest(logged.url, f"{UPSTREAM_PREFIX}/{repo}", TAG)
         log = LogFigures()
-        for _ in range(s.log_rounds):
-            for target, runs in ((log_off, log.off), (log_on, log.on)):
+        pair = ((log_off, log.off), (log_on, log.on))
+        for round_number in range(s.log_rounds):
+            # off, on, then on, off: a drift of the machine's load hits both alike.
+            for target, runs in pair if round_number % 2 == 0 else pair[::-1]:
                 _manifest_rate(target, repo, "GET tag", digests[0], s)
                 runs.append(target.figures.manifests["GET tag"])
     return figures, log

@@ -479,7 +479,7 @@ def _manifest_section(r: Results) -> list[str]:
             "**Request log on vs off.** A second pullthrough with its default `log_level: "
             "info` (one JSON access-log line per request, to its stdout, a file) runs beside the "
             "one above (`log_level: warning`); GET by tag with the same wrk settings, the runs "
-            "alternating off, on, off, on…:",
+            "alternating off, on, on, off, off, on…:",
             "",
             "| request log | req/s per run | median | server CPU (median) |",
             "|---|---|---|---|",

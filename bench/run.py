@@ -120,7 +120,7 @@ def main() -> int:
         replica_clients=12,
         replica_repetitions=1 if quick else 2,
         cold_blob_repetitions=2 if quick else 5,
-        log_rounds=2 if quick else 3,
+        log_rounds=2 if quick else 5,
         slow_repetitions=3,
     )
     results = report.Results(
