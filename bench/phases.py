@@ -136,11 +136,12 @@ class ColdBlobFigures:
 
     def floor_cpu(self) -> float:
         """The least CPU a download through any cache that hashes every byte costs: what a
-        direct download costs the upstream and the client, what receiving the bytes from a
-        socket costs the cache (at least what curl pays doing only that), and sha256 of them;
-        nothing for storing or sending them."""
+        direct download costs the upstream and the client; the cache receiving the bytes (at
+        least what curl pays doing only that) and sending them (at least what the upstream
+        pays, sending from its page cache with sendfile); and sha256 of them. Nothing for
+        storing them."""
         direct = self.median_cpu("direct")
-        return direct.total + direct.client + self.sha256_seconds
+        return 2 * direct.total + self.sha256_seconds
 
     def floor_seconds(self, cpus: int) -> float:
         """`floor_cpu` spread perfectly over `cpus` cores."""

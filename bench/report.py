@@ -669,16 +669,19 @@ def _cold_blob_cpu(r: Results) -> list[str]:
         f"sha256 of {_fmt_mib(c.size)} on one core, in memory: {c.sha256_seconds:.2f} s. A "
         "download through a cache that verifies what it serves costs at least the direct "
         f"download's CPU ({c.median_cpu('direct').total:.2f} s), plus the cache receiving the "
-        "bytes from a socket (at least what curl pays doing nothing else, "
-        f"{c.median_cpu('direct').client:.2f} s), plus the sha256: {c.floor_cpu():.2f} s of "
-        f"CPU, so on {cpus} cores no such cache can finish in less than **{floor:.2f} s**, "
-        "before it stores or sends a byte. "
+        "bytes (at least what curl pays doing nothing else, "
+        f"{c.median_cpu('direct').client:.2f} s) and sending them (at least what the upstream "
+        f"pays, sending from its page cache with sendfile, {c.median_cpu('direct').upstream:.2f}"
+        f" s), plus the sha256: {c.floor_cpu():.2f} s of CPU, so on {cpus} cores no such cache "
+        f"can finish in less than **{floor:.2f} s**, before it stores a byte. "
         f"{COLD_BLOB_VS_DIST:g}{X} distribution's rate in this run means **{target:.2f} s**"
         + (
             ": below that floor, so out of reach on this machine for any cache that verifies."
             if target < floor
             else "."
-        ),
+        )
+        + f" distribution's proxy took {c.median_seconds(DIST) / floor:.2f}{X} that floor, "
+        f"pullthrough {c.median_seconds(PT) / floor:.2f}{X}.",
         "",
     ]
     return lines
@@ -1039,8 +1042,8 @@ def _why(r: Results) -> list[str]:
             "start, sets the time of a big blob, and it is bound by CPU on this machine: see "
             "*Profiling notes* in `bench/README.md` for where the CPU goes."
             + (
-                f" The CPU table of measurement 8: sending the bytes (the upstream), receiving "
-                f"them twice (the cache, curl) and hashing them alone take "
+                f" The CPU table of measurement 8: sending the bytes twice (the upstream, the "
+                f"cache), receiving them twice (the cache, curl) and hashing them alone take "
                 f"{c.floor_seconds(r.machine.cpus):.2f} s on "
                 f"{r.machine.cpus} cores, against the "
                 f"{c.median_seconds(DIST) / COLD_BLOB_VS_DIST:.2f} s that "
