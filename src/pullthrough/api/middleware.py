@@ -12,7 +12,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from pullthrough.api.request_ids import CACHE_RESULT, PRINCIPAL, REPOSITORY, REQUEST_ID
+from pullthrough.api.request_ids import REQUEST_ID
 from pullthrough.errors import HeadersTooLarge, RegistryError
 from pullthrough.telemetry import metrics
 from pullthrough.telemetry.logs import request_line
@@ -74,10 +74,10 @@ def log_request(request: web.Request, trace: RequestTrace, status: int, seconds:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "remote": request.remote,
-            "principal": request.get(PRINCIPAL),
-            "repository": request.get(REPOSITORY),
+            "principal": trace.principal,
+            "repository": trace.repository,
             "rule": trace.rule,
-            "cache": trace.cache or request.get(CACHE_RESULT),
+            "cache": trace.cache,
             "bytes": trace.sent,
         },
     )

@@ -16,7 +16,6 @@ from pullthrough.api.access import AccessControl, scope_for
 from pullthrough.api.blob_body import send_pieces
 from pullthrough.api.middleware import API_VERSION_HEADERS
 from pullthrough.api.ranges import parse_range
-from pullthrough.api.request_ids import CACHE_RESULT, PRINCIPAL, REPOSITORY
 from pullthrough.cache.blobs import BlobFile, BlobRedirect, BlobStream
 from pullthrough.cache.routing import Route
 from pullthrough.cache.service import PullThroughCache
@@ -30,6 +29,7 @@ from pullthrough.errors import (
 from pullthrough.oci import mediatypes
 from pullthrough.oci.digest import Digest
 from pullthrough.oci.names import validate_name
+from pullthrough.telemetry.tracing import note_cache, note_principal, note_repository
 
 _ENDPOINTS = (
     ("blob_upload", re.compile(r"^(?P<name>.+)/blobs/uploads(?:/.*)?$")),
@@ -103,7 +103,7 @@ class RegistryApi:
         caller = None
         if self.access is not None:
             caller = await self.access.caller(request, scope)
-            request[PRINCIPAL] = caller.principal.name
+            note_principal(caller.principal.name)
         if endpoint.kind == "base":
             return web.json_response({}, headers=API_VERSION_HEADERS)
         if endpoint.kind == "_catalog":
@@ -114,7 +114,7 @@ class RegistryApi:
         validate_name(endpoint.name)
         router = await self.cache.rules.router()
         route = router.resolve(endpoint.name, request.query.get("ns"))
-        request[REPOSITORY] = route.repository
+        note_repository(route.repository)
         may_import: ImportCheck = import_anything
         if self.access is not None and caller is not None:
             may_import = await self.access.pull_check(caller.principal, route.repository)
@@ -148,7 +148,7 @@ class RegistryApi:
         answer = await self.cache.manifests.pull(
             route, reference, accepted, may_import, with_body=request.method == "GET"
         )
-        request[CACHE_RESULT] = answer.cache
+        note_cache(answer.cache)
         manifest = answer.manifest
         headers = {
             **API_VERSION_HEADERS,
@@ -180,7 +180,8 @@ class RegistryApi:
             size = await self.cache.blobs.head(route, digest, may_import)
             return web.Response(headers={**headers, "Content-Length": str(size)})
         answer = await self.cache.blobs.open(route, digest, may_import)
-        request[CACHE_RESULT] = headers["X-Pullthrough-Cache"] = answer.cache
+        headers["X-Pullthrough-Cache"] = answer.cache
+        note_cache(answer.cache)
         storage = self.cache.settings.storage
         redirect_ttl = storage.redirect_ttl if storage.redirect_blobs else None
         body = await self.cache.blobs.send(answer, wanted, redirect_ttl)

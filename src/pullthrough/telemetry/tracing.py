@@ -1,5 +1,7 @@
 """Which client request caused what: the request id, set for the task serving a request (and
-the tasks it starts), and the upstream requests it led to, counted and logged with that id."""
+the tasks it starts), what the handlers learn while serving it (who asked, for which
+repository, what the cache did: for its log line), and the upstream requests it led to,
+counted and logged with that id."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ class RequestTrace:
     result (hit, miss, stale, revalidated) and the bytes of content sent."""
 
     request_id: str
+    principal: str | None = None
+    repository: str | None = None
     rule: str | None = None
     cache: str | None = None
     sent: int | None = None
@@ -35,6 +39,28 @@ class RequestTrace:
 TRACE: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
     "pullthrough_request", default=None
 )
+
+
+def note_principal(name: str) -> None:
+    """The request being served is made by the principal `name`."""
+    trace = TRACE.get()
+    if trace is not None:
+        trace.principal = name
+
+
+def note_repository(repository: str) -> None:
+    """The request being served is for `repository` (with its rule's prefix)."""
+    trace = TRACE.get()
+    if trace is not None:
+        trace.repository = repository
+
+
+def note_cache(result: str) -> None:
+    """The cache's answer to the request being served is a hit, miss, stale or revalidated one,
+    even if its body never gets to `record_served` (a stream cut short)."""
+    trace = TRACE.get()
+    if trace is not None:
+        trace.cache = result
 
 
 def record_served(rule: str, kind: str, result: str, sent: int) -> None:

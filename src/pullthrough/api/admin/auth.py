@@ -8,8 +8,8 @@ from aiohttp import web
 from pullthrough.access.registry_policy.document import ADMIN, REGISTRY_WIDE
 from pullthrough.api.access import AccessControl
 from pullthrough.api.admin.errors import Denied, Unauthorized
-from pullthrough.api.request_ids import PRINCIPAL
 from pullthrough.errors import Unauthorized as RegistryUnauthorized
+from pullthrough.telemetry.tracing import note_principal
 
 
 def challenge(access: AccessControl) -> dict[str, str]:
@@ -30,7 +30,7 @@ async def require_admin(request: web.Request, access: AccessControl | None) -> N
             headers=challenge(access),
         ) from None
     principal = caller.principal
-    request[PRINCIPAL] = principal.name
+    note_principal(principal.name)
     decision = await access.authorizer.decide(principal, ADMIN, REGISTRY_WIDE)
     if decision.allowed:
         return

@@ -16,8 +16,8 @@ from pullthrough.api.admin.errors import Conflict, Denied, Invalid, Unauthorized
 from pullthrough.api.admin.fields import iso_time
 from pullthrough.api.admin.models import LoginToken, LoginTokenRequest
 from pullthrough.api.admin.replies import reply
-from pullthrough.api.request_ids import PRINCIPAL
 from pullthrough.errors import Unauthorized as RegistryUnauthorized
+from pullthrough.telemetry.tracing import note_principal
 
 MIN_TTL = 1.0
 
@@ -58,7 +58,7 @@ async def _caller(request: web.Request, access: AccessControl) -> Caller:
         raise Unauthorized(f"{exc.message} ({how})", headers=challenge(access)) from None
     if caller is None:
         raise Unauthorized(how, headers=challenge(access))
-    request[PRINCIPAL] = caller.principal.name
+    note_principal(caller.principal.name)
     if caller.proof != "secret":
         raise Denied(f"a {caller.proof} cannot get a login token: {how}")
     return caller
