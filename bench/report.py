@@ -1003,9 +1003,9 @@ def _why(r: Results) -> list[str]:
                 "(measurement 1's warming fill). The bytes no longer pass through Python on "
                 "their way to clients (sendfile from the spool file, the head from memory), but "
                 "a fill still costs the worker ~2 s of CPU per GiB (receive and aiohttp's copy, "
-                "sha256, the copy into the spool's direct-write buffer, the send), on the 2 "
-                "cores the upstream and the client also use: see *Profiling notes* in "
-                "`bench/README.md` and measurement 8's CPU table. "
+                "sha256, page-cache writes of the spool file, the send), on the 2 cores the "
+                "upstream and the client also use: see *Profiling notes* in `bench/README.md` "
+                "and measurement 8's CPU table. "
                 if fill
                 else ""
             )

@@ -249,13 +249,13 @@ async def test_a_reader_at_the_head_is_sent_what_is_not_yet_in_the_file(
     """Writing to the spool file stalls; a reader still gets every received byte but the last,
     from memory, and the rest once the file has it and the digest is verified."""
     writes_may_go = threading.Event()
-    real_append = spool._append
+    real_write = spool._write
 
-    def stalled_append(spool_file: spool.SpoolFile, pieces: list[bytes]) -> int:
+    def stalled_write(fd: int, pieces: list[bytes]) -> int:
         writes_may_go.wait(10)
-        return real_append(spool_file, pieces)
+        return real_write(fd, pieces)
 
-    monkeypatch.setattr(spool, "_append", stalled_append)
+    monkeypatch.setattr(spool, "_write", stalled_write)
     fill, commit = make_fill(tmp_path, FakeClient(CONTENT), Digest.of(CONTENT))
     fill.start()
     await fill.wait_started()

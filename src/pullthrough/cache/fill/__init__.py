@@ -11,7 +11,7 @@
 - `downloading.py`: `DownloadingFill`, what the lead and peer fills share: bytes received into
   the spool file, readers woken at each change;
 - `heap.py`: the memory downloads used given back when the last one ends;
-- `spool.py`: writing and hashing the bytes off the event loop (with O_DIRECT where it can).
+- `spool.py`: writing and hashing the bytes off the event loop.
 
 `cache/blobs.py` decides which one a request gets (the lock of `storage/locks.py` does).
 """

@@ -136,14 +136,14 @@ class Fill(ABC):
             # Hold back the final byte until the digest is verified.
             available = received if complete else received - 1
             limit = available if end is None else min(available, end)
-            if spool is not None and spool.kept_from <= position < limit:
-                # At the head: from memory, without reading back what was just written.
-                for piece in spool.in_memory(position, limit):
-                    yield piece
-                    position += len(piece)
-            elif position < min(limit, written):
+            if position < min(limit, written):
                 yield SpoolSpan(file, position, min(limit, written) - position)
                 position = min(limit, written)
+            elif position < limit:
+                assert spool is not None
+                for piece in spool.unwritten(position, limit):
+                    yield piece
+                    position += len(piece)
             elif complete:
                 return
             else:
