@@ -124,14 +124,19 @@ class PullthroughServer(Started):
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_text()[-chars:]
 
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The JSON log's lines, parsed (lines that are not JSON objects left out)."""
+        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+
+    def log_levels(self) -> set[str]:
+        return {entry.get("level", "") for entry in self.log_entries()}
+
     def served_by(self, request_ids: set[str]) -> dict[str, int]:
         """Which worker process (pid) answered each request, from the JSON log."""
         served: dict[str, int] = {}
-        for line in self.log_text().splitlines():
-            if line.startswith("{"):
-                entry = json.loads(line)
-                if entry.get("request_id") in request_ids and "status" in entry:
-                    served[entry["request_id"]] = entry["pid"]
+        for entry in self.log_entries():
+            if entry.get("request_id") in request_ids and "status" in entry:
+                served[entry["request_id"]] = entry["pid"]
         return served
 
     def command(self, *args: str, stdin: str = "", timeout: float = 120) -> str:
