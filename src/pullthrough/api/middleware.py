@@ -57,10 +57,11 @@ def route_kind(path: str) -> str:
 
 
 def log_request(request: web.Request, trace: RequestTrace, status: int, seconds: float) -> None:
-    """The request's one log line: its fields are gathered here, and formatted and written by
-    the log's own thread (telemetry/logs.py). Registry API paths keep their query (`ns=`, `n=`,
-    `last=`: which upstream a containerd mirror asked for, which page); any other path's query is
-    left out, since it may carry a secret (a token request's, an API key in a form)."""
+    """The request's one log line: its fields are gathered here, formatted by `request_line`
+    and written by the log's own thread (telemetry/logs.py). Registry API paths keep their
+    query (`ns=`, `n=`, `last=`: which upstream a containerd mirror asked for, which page); any
+    other path's query is left out, since it may carry a secret (a token request's, an API key
+    in a form)."""
     method, path = request.method, request.raw_path
     if not path.startswith("/v2/"):
         path = path.partition("?")[0]

@@ -110,6 +110,9 @@ class _LogWriter(threading.Thread):
     def __init__(self, stream: TextIO) -> None:
         super().__init__(name="log-writer", daemon=True)
         self._stream = stream
+        # Where batches go: the stream's descriptor, and whether it is a pipe (None for a
+        # stream without a descriptor, a test's capture: written as text).
+        self._target = _target(stream)
         self._formatter = JsonFormatter()
         # Request lines come formatted (by the thread that logs them, with a formatter of its
         # own: `request_formatter`); other records are formatted here.
@@ -159,7 +162,7 @@ class _LogWriter(threading.Thread):
             return
         try:
             self._stream.flush()  # whatever else went to the stream first stays first
-            target = _target(self._stream)
+            target = self._target
             if target is None:
                 for chunk in _pipe_sized(lines):
                     self._stream.write(chunk.decode())
